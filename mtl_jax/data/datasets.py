@@ -1,0 +1,43 @@
+"""``config.data`` → (schema, {"train", "val", "test"} columns): the one entry point to datasets.
+
+Every reader returns columns in the batch layout of ``schema.py``; the pipeline and the model
+never see a file format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mtl_jax.data import synthetic
+from mtl_jax.data.schema import Schema
+
+KINDS = ("synthetic",)
+SPLITS = ("train", "val", "test")
+
+# Keys the model and the loss consume; everything else stays on the host.
+MODEL_KEYS = ("cat", "dense", "labels", "source", "seq_item", "seq_days", "seq_loc", "valid")
+
+
+def synthetic_config(data_cfg) -> synthetic.SyntheticConfig:
+    fields = {f.name for f in dataclasses.fields(synthetic.SyntheticConfig)}
+    given = dict(data_cfg.synthetic)
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise ValueError(
+            f"config.data.synthetic: unknown keys {unknown}; valid keys are {sorted(fields)}"
+        )
+    return synthetic.SyntheticConfig(**given)
+
+
+def load(data_cfg) -> tuple[Schema, dict]:
+    """Loads (or generates) every split named by ``config.data``."""
+    kind = data_cfg.kind
+    if kind == "synthetic":
+        cfg = synthetic_config(data_cfg)
+        return synthetic.synthetic_schema(cfg), {s: synthetic.generate(cfg, s) for s in SPLITS}
+    raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
+
+
+def model_inputs(batch: dict) -> dict:
+    """The keys of a host batch that go to the device."""
+    return {k: v for k, v in batch.items() if k in MODEL_KEYS}

@@ -1,0 +1,105 @@
+"""Evaluates a model on a split: every row's predictions, gathered from all processes, then metrics.
+
+Reported keys (``t`` is each task name, e.g. click / order; ``N`` is ``config.metrics.top_n``):
+
+  t/auc, t/logloss, t/gauc, t/pos_rate, t/rows   P(task) over all impressions. Under a cascade the
+                                                 order column is P(click and order) (CTCVR).
+  t/oracle_auc, t/oracle_gap                     with synthetic data (true probabilities known)
+  cvr/auc, cvr/logloss, ...                      under a cascade: P(order | click) on clicked rows
+  t@N                                            CLICK@N / ORDER@N: per user, the share of the top-N
+                                                 rows by ranking score Σ_k w_k p_k with label t
+  loss                                           Σ_k λ_k · logloss_k (the paper's Loss column)
+  gates/mean                                     [T, E] mean gate weight of each expert per task
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from mtl_jax import metrics
+from mtl_jax.data import datasets, pipeline
+from mtl_jax.sharding import to_global
+
+
+def predict_split(eval_fn, params, model_state, columns, *, batch_size: int, mesh) -> dict:
+    """Runs ``eval_fn`` over every row of ``columns``; returns host arrays for all rows, in order.
+
+    Host-side keys (labels, user, p_true) never travel to the device.
+    """
+    pi, pc = jax.process_index(), jax.process_count()
+    parts: dict[str, list] = {}
+    for batch in pipeline.eval_batches(
+        columns, batch_size=batch_size, process_index=pi, process_count=pc
+    ):
+        pred = eval_fn(params, model_state, to_global(datasets.model_inputs(batch), mesh))
+        # Each process keeps the rows it fed; a global array's local shards are exactly those.
+        local = {k: _local_rows(v) for k, v in pred.items()}
+        for k in ("labels", "user", "p_true", "valid"):
+            if k in batch:
+                local[k] = batch[k]
+        for k, v in local.items():
+            parts.setdefault(k, []).append(v)
+    host = {k: np.concatenate(v) for k, v in parts.items()}
+    if pc > 1:
+        host = {
+            k: np.asarray(multihost_utils.process_allgather(v, tiled=True)) for k, v in host.items()
+        }
+    keep = host.pop("valid") > 0
+    return {k: v[keep] for k, v in host.items()}
+
+
+def _local_rows(x) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in row order."""
+    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+    seen, out = set(), []
+    for s in shards:
+        start = s.index[0].start or 0
+        if start in seen:  # replicas of the same rows on other devices
+            continue
+        seen.add(start)
+        out.append(np.asarray(s.data))
+    return np.concatenate(out)
+
+
+def report(pred: dict, *, tasks, cascade: str, loss_weights, top_n: int) -> dict[str, float]:
+    """Metrics of one split from ``predict_split``'s output."""
+    labels, probs = pred["labels"], pred["probs"]
+    users, p_true = pred.get("user"), pred.get("p_true")
+    out: dict = {}
+    total = 0.0
+    for k, t in enumerate(tasks):
+        m = metrics.task_metrics(
+            labels[:, k],
+            probs[:, k],
+            users=users,
+            p_true=None if p_true is None else p_true[:, k],
+            top_n=None,  # CLICK@N / ORDER@N rank by the export-weighted score, below
+            prefix=f"{t}/",
+        )
+        out.update(m)
+        total += loss_weights[k] * m[f"{t}/logloss"]
+        if users is not None:
+            out[f"{t}@{top_n}"] = metrics.top_n_hit_rate(
+                labels[:, k], pred["score"], users, n=top_n
+            )
+    out["loss"] = total
+    if cascade in ("masked", "product") and "cvr" in pred:
+        clicked = labels[:, 0] > 0
+        p_cvr_true = None
+        if p_true is not None:
+            p_cvr_true = p_true[clicked, -1] / np.maximum(p_true[clicked, 0], 1e-12)
+        out.update(
+            metrics.task_metrics(
+                labels[clicked, -1],
+                pred["cvr"][clicked],
+                users=None if users is None else users[clicked],
+                p_true=p_cvr_true,
+                top_n=None,
+                prefix="cvr/",
+            )
+        )
+    if "gates" in pred:
+        out["gates/mean"] = pred["gates"].mean(axis=0)  # [T, E]
+    return out

@@ -1,0 +1,586 @@
+"""Exact, vectorised evaluation metrics for click / order prediction.
+
+Everything here is plain numpy on float64 so that the numbers are exact (no binning, no
+streaming approximation) and independent of the accelerator the model ran on. The functions
+are written as a handful of sorts plus cumulative sums so that 10M rows evaluate in seconds;
+there are no Python loops over rows, tie groups or users.
+
+Conventions shared by every function:
+
+* Inputs are 1-D arrays of equal length.
+* ``labels`` are binary (0 or 1, any numeric or bool dtype).
+* ``weights`` are optional non-negative sample weights (default: all ones). Rows with weight 0
+  are removed before anything else happens, so they do not count at all: not in the class
+  check, not in the tie groups, not in the group sizes, and their labels/scores are not
+  validated (padding rows may carry garbage).
+* Metrics that are undefined for the data (e.g. AUC with a single class) return ``nan``
+  rather than raising, so that a periodic eval on a small shard never crashes training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "EvalAccumulator",
+    "auc",
+    "gauc",
+    "logloss",
+    "oracle_gap",
+    "task_metrics",
+    "top_n_hit_rate",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+def _as_1d(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def _prepare(
+    labels: Any,
+    weights: Any | None,
+    **others: Any,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """Validates inputs, drops weight-0 rows and casts labels to bool.
+
+    Args:
+        labels: Binary labels.
+        weights: Optional non-negative sample weights.
+        **others: Further per-row arrays (scores, groups, ...) filtered alongside.
+
+    Returns:
+        ``(labels_bool, weights_float64_or_None, others)`` with weight-0 rows removed.
+        ``weights`` is returned as None when it was not given or every remaining weight is 1,
+        so callers can take the cheaper unweighted path (integer counts instead of float sums).
+    """
+    y = _as_1d(labels, "labels")
+    arrays = {k: _as_1d(v, k) for k, v in others.items()}
+    for k, v in arrays.items():
+        if v.shape[0] != y.shape[0]:
+            raise ValueError(f"{k} has {v.shape[0]} rows but labels has {y.shape[0]}")
+    w = None
+    if weights is not None:
+        w = _as_1d(weights, "weights").astype(np.float64, copy=False)
+        if w.shape[0] != y.shape[0]:
+            raise ValueError(f"weights has {w.shape[0]} rows but labels has {y.shape[0]}")
+        if not np.all(w >= 0):  # also catches nan weights
+            raise ValueError("weights must be non-negative and not nan")
+        keep = w > 0
+        if not keep.all():
+            # Filter up front instead of relying on zero contributions, so that padding rows
+            # with garbage labels / nan scores pass validation and never count as a row.
+            y, w = y[keep], w[keep]
+            arrays = {k: v[keep] for k, v in arrays.items()}
+        if np.all(w == 1):
+            # Typical for a 0/1 padding mask: take the faster exact unweighted paths.
+            w = None
+    if y.dtype != np.bool_:
+        if not np.all((y == 0) | (y == 1)):
+            raise ValueError("labels must be binary (0 or 1)")
+        y = y != 0
+    for k in ("scores", "probs", "p_true"):
+        if k in arrays:
+            arrays[k] = arrays[k].astype(np.float64, copy=False)
+            if np.isnan(arrays[k]).any():
+                # nan has no place in a ranking; sorting would silently push it to one end.
+                raise ValueError(f"{k} contains nan")
+    return y, w, arrays
+
+
+def _tie_sums(
+    y_sorted: np.ndarray, w_sorted: np.ndarray | None, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative weight of every run (tie group) of sorted rows, as float64.
+
+    Unweighted sums are integer counts (exact in float64 up to 2**53 rows).
+    """
+    if w_sorted is None:
+        # Counts from an integer cumsum: cheaper than reduceat over a float array.
+        cum_pos = np.concatenate(([0], np.cumsum(y_sorted, dtype=np.int64)))
+        ends = np.append(starts[1:], y_sorted.shape[0])
+        tie_pos = cum_pos[ends] - cum_pos[starts]
+        return tie_pos.astype(np.float64), (ends - starts - tie_pos).astype(np.float64)
+    # Two separate sums (rather than total - positives) so that a single-class tie group gets
+    # exactly 0 for the other class, never a rounding residue.
+    tie_pos = np.add.reduceat(np.where(y_sorted, w_sorted, 0.0), starts)
+    tie_neg = np.add.reduceat(np.where(y_sorted, 0.0, w_sorted), starts)
+    return tie_pos, tie_neg
+
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def _uint32_key(x: np.ndarray) -> np.ndarray | None:
+    """Order-preserving map of ``x`` into ``[0, 2**32)`` (as uint64), or None if impossible.
+
+    Works for integers spanning fewer than 2**32 values (e.g. user ids) and for floats that are
+    exactly representable in float32 (e.g. model outputs): equal inputs map to equal keys and
+    the order is kept, so sorting the keys sorts ``x``.
+    """
+    if x.dtype.kind == "b":
+        return x.astype(np.uint64)
+    if x.dtype.kind in "iu":
+        lo, hi = int(x.min()), int(x.max())
+        if hi - lo >= 2**32:
+            return None
+        if x.dtype.kind == "u":
+            return x.astype(np.uint64) - np.uint64(lo)
+        # The difference fits in [0, 2**32), so int64 arithmetic cannot overflow.
+        return (x.astype(np.int64) - lo).view(np.uint64)
+    if x.dtype.kind == "f":
+        f = x.astype(np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0: they compare equal
+        with np.errstate(over="ignore"):  # too large for float32: caught by the check below
+            f32 = f.astype(np.float32)
+        if not np.array_equal(f32, f):
+            return None
+        # IEEE-754 bit trick: for negatives flip the magnitude bits, so that the signed integer
+        # order of the bit patterns equals the float order; then shift into [0, 2**32).
+        k = f32.view(np.int32).astype(np.int64)
+        k ^= (k >> 31) & 0x7FFFFFFF
+        k += 2**31
+        return k.view(np.uint64)
+    return None
+
+
+def _stable_argsort(x: np.ndarray) -> np.ndarray:
+    """Same result as ``np.argsort(x, kind="stable")``, usually several times faster.
+
+    When ``x`` maps to a 32-bit order key, (key << 32 | row index) is sorted by value with
+    ``np.sort``, which is SIMD-accelerated (unlike argsort) and, since row indices are unique
+    and in the low bits, yields exactly the stable order. Otherwise falls back to argsort.
+    """
+    n = x.shape[0]
+    key = _uint32_key(x) if 0 < n < 2**32 else None
+    if key is None:
+        return np.argsort(x, kind="stable")
+    key <<= np.uint64(32)
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    return (key & _LOW32).astype(np.intp)
+
+
+def _run_starts(*sorted_keys: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal consecutive key tuples starts (input already sorted)."""
+    n = sorted_keys[0].shape[0]
+    change = np.zeros(n, dtype=bool)
+    if n:
+        change[0] = True
+    for k in sorted_keys:
+        change[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(change)
+
+
+# --------------------------------------------------------------------------------------------
+# Point metrics
+# --------------------------------------------------------------------------------------------
+
+
+def auc(labels: Any, scores: Any, weights: Any | None = None) -> float:
+    """Exact (weighted) ROC AUC.
+
+    Computed as the Mann-Whitney statistic: the weighted share of (positive, negative) pairs in
+    which the positive has the higher score, with tied pairs counting 1/2. This equals the
+    average-rank formulation and the trapezoidal area under the weighted ROC curve (what
+    ``sklearn.metrics.roc_auc_score`` returns). Unweighted (or all-ones weights): a value sort
+    per class plus binary searches. Weighted: one argsort plus cumulative sums over tie groups.
+
+    Args:
+        labels: Binary labels, shape ``[n]``.
+        scores: Real-valued scores (higher means more likely positive), shape ``[n]``. Must not
+            contain nan.
+        weights: Optional non-negative sample weights, shape ``[n]``; weight-0 rows are ignored.
+
+    Returns:
+        The AUC in ``[0, 1]``, or ``nan`` when, after dropping weight-0 rows, only one class (or
+        no row) is present, since AUC is undefined without both positives and negatives.
+    """
+    y, w, a = _prepare(labels, weights, scores=scores)
+    s = a["scores"]
+    if w is None:
+        return _auc_unweighted(y, s)
+    return _auc_weighted(y, s, w)
+
+
+def _auc_unweighted(y: np.ndarray, s: np.ndarray) -> float:
+    """Unweighted AUC from per-class value sorts; all counts are exact integers."""
+    n_pos = int(np.count_nonzero(y))
+    n_neg = y.shape[0] - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    # Without weights nothing needs to travel with the scores, so sort the two classes' values
+    # instead of argsorting all rows: np.sort is SIMD-accelerated and ~5-10x faster than
+    # np.argsort on 10M float64. Sorting the positives too makes the binary searches walk
+    # monotonically (cache friendly).
+    neg = np.sort(s[~y])
+    pos = np.sort(s[y])
+    below = np.searchsorted(neg, pos, side="left")  # negatives strictly below each positive
+    up_to = np.searchsorted(neg, pos, side="right")  # ... plus the tied ones
+    # int64 sums are exact; doubling avoids the 1/2 until the final division.
+    twice_numer = int(below.sum()) + int(up_to.sum())
+    return twice_numer / (2 * n_pos * n_neg)
+
+
+def _auc_weighted(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> float:
+    """Weighted AUC: one sort, then cumulative sums over tie groups."""
+    # All remaining weights are > 0, so class presence is decided by the labels alone.
+    if y.all() or not y.any():
+        return float("nan")
+    total_pos = float(w[y].sum())
+    total_neg = float(w[~y].sum())
+    # Stability is not needed here (ties are aggregated) but _stable_argsort is the fast path.
+    order = _stable_argsort(s)
+    starts = _run_starts(s[order])
+    tie_pos, tie_neg = _tie_sums(y[order], w[order], starts)
+    # Negatives strictly below each tie group (exclusive cumsum), plus half of the tied ones.
+    neg_below = np.cumsum(tie_neg) - tie_neg
+    numer = np.dot(tie_pos, neg_below + 0.5 * tie_neg)
+    return float(numer / (total_pos * total_neg))
+
+
+def logloss(labels: Any, probs: Any, weights: Any | None = None, eps: float = 1e-7) -> float:
+    """(Weighted) mean binary cross-entropy.
+
+    Args:
+        labels: Binary labels, shape ``[n]``.
+        probs: Predicted probabilities of the positive class, shape ``[n]``. Clipped to
+            ``[eps, 1 - eps]`` so that a confidently wrong prediction gives a large but finite
+            loss instead of inf.
+        weights: Optional non-negative sample weights; weight-0 rows are ignored.
+        eps: Clipping margin.
+
+    Returns:
+        ``sum_i w_i * -(y_i log p_i + (1 - y_i) log(1 - p_i)) / sum_i w_i``, or ``nan`` when no
+        row has positive weight.
+    """
+    y, w, a = _prepare(labels, weights, probs=probs)
+    if y.shape[0] == 0:
+        return float("nan")
+    p = np.clip(a["probs"], eps, 1.0 - eps)
+    # Select the relevant log term instead of y*log(p) + (1-y)*log(1-p): same value, half the
+    # logs, and no 0 * log(...) products.
+    losses = -np.where(y, np.log(p), np.log1p(-p))
+    if w is None:
+        return float(losses.mean())
+    return float(np.dot(losses, w) / w.sum())
+
+
+def gauc(labels: Any, scores: Any, groups: Any, weights: Any | None = None) -> float:
+    """Group AUC (e.g. per-user AUC), impression-weighted.
+
+    AUC is computed within every group exactly as in :func:`auc` (ties count 1/2), then
+    averaged over groups with weight = number of impressions of the group (sum of sample
+    weights). Groups containing only one class are skipped because their AUC is undefined.
+
+    Fully vectorised: rows are sorted by (group, score), tie groups are runs of equal
+    (group, score), and per-group sums use ``np.bincount``; there is no loop over groups.
+
+    Args:
+        labels: Binary labels, shape ``[n]``.
+        scores: Real-valued scores, shape ``[n]``; must not contain nan.
+        groups: Group ids (any sortable dtype, e.g. user ids), shape ``[n]``.
+        weights: Optional non-negative sample weights; weight-0 rows are ignored (they neither
+            add impressions nor make a group two-class).
+
+    Returns:
+        The weighted mean of per-group AUCs, or ``nan`` if no group has both classes.
+    """
+    y, w, a = _prepare(labels, weights, scores=scores, groups=groups)
+    s, g = a["scores"], a["groups"]
+    if y.shape[0] == 0:
+        return float("nan")
+    # Sort by (group, score): sort by score, then *stably* by group so scores stay ascending
+    # within each group. Same order as np.lexsort((s, g)), but much faster via _stable_argsort.
+    order = _stable_argsort(s)
+    g_by_score = g[order]
+    perm = _stable_argsort(g_by_score)
+    order = order[perm]
+    g_sorted = g_by_score[perm]
+    tie_starts = _run_starts(g_sorted, s[order])
+    tie_pos, tie_neg = _tie_sums(y[order], None if w is None else w[order], tie_starts)
+    # Group index of every tie group (0..n_groups-1), from group changes at tie starts.
+    tie_g = g_sorted[tie_starts]
+    new_group = np.ones(tie_g.shape[0], dtype=bool)
+    new_group[1:] = tie_g[1:] != tie_g[:-1]
+    group_of_tie = np.cumsum(new_group) - 1
+    n_groups = int(group_of_tie[-1]) + 1
+    # Segmented exclusive cumsum of negatives: global exclusive cumsum minus its value at the
+    # first tie group of the same group. Values are integer counts when unweighted, so this is
+    # exact in float64 up to 2**53 rows.
+    cum_neg = np.cumsum(tie_neg) - tie_neg
+    neg_below = cum_neg - cum_neg[np.flatnonzero(new_group)][group_of_tie]
+    numer = np.bincount(
+        group_of_tie, weights=tie_pos * (neg_below + 0.5 * tie_neg), minlength=n_groups
+    )
+    g_pos = np.bincount(group_of_tie, weights=tie_pos, minlength=n_groups)
+    g_neg = np.bincount(group_of_tie, weights=tie_neg, minlength=n_groups)
+    ok = (g_pos > 0) & (g_neg > 0)
+    if not ok.any():
+        return float("nan")
+    g_auc = numer[ok] / (g_pos[ok] * g_neg[ok])
+    impressions = g_pos[ok] + g_neg[ok]
+    return float(np.dot(g_auc, impressions) / impressions.sum())
+
+
+def top_n_hit_rate(labels: Any, scores: Any, groups: Any, n: int = 2) -> float:
+    """Top-N hit rate per group (the paper's CLICK@N / ORDER@N).
+
+    For each group (user) with at least ``n`` rows, take its ``n`` highest-scored rows and
+    compute the share of them whose label is 1; return the mean of that share over qualifying
+    groups, each group counting once. Groups with fewer than ``n`` rows are skipped.
+
+    Ties in score are broken deterministically by row index: among equal scores the row that
+    appears first in the input ranks higher.
+
+    Args:
+        labels: Binary labels, shape ``[rows]``.
+        scores: Real-valued scores, shape ``[rows]``; must not contain nan.
+        groups: Group ids (any sortable dtype), shape ``[rows]``.
+        n: How many top rows per group to inspect; must be >= 1.
+
+    Returns:
+        The mean top-``n`` hit share over qualifying groups, or ``nan`` if no group has at
+        least ``n`` rows.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    y, _, a = _prepare(labels, None, scores=scores, groups=groups)
+    s, g = a["scores"], a["groups"]
+    rows = y.shape[0]
+    if rows == 0:
+        return float("nan")
+    # Sort by (group, -score, row index). Both sorts are stable: the first orders by -score
+    # with equal scores left in row order (the documented tie break), the second groups rows
+    # while preserving that order. Equivalent to np.lexsort((arange, -s, g)).
+    order = _stable_argsort(-s)
+    g_by_score = g[order]
+    perm = _stable_argsort(g_by_score)
+    order = order[perm]
+    g_sorted = g_by_score[perm]
+    starts = _run_starts(g_sorted)
+    sizes = np.diff(np.append(starts, rows))
+    # Rank of each sorted row within its group: position minus the group's start position.
+    rank = np.arange(rows) - np.repeat(starts, sizes)
+    group_of_row = np.repeat(np.arange(starts.shape[0]), sizes)
+    take = rank < n
+    hits = np.bincount(group_of_row[take], weights=y[order][take], minlength=starts.shape[0])
+    ok = sizes >= n
+    if not ok.any():
+        return float("nan")
+    return float(np.mean(hits[ok] / n))
+
+
+def oracle_gap(
+    labels: Any, scores: Any, p_true: Any, weights: Any | None = None
+) -> dict[str, float]:
+    """Compares the model's AUC with the AUC of the true click probability.
+
+    On synthetic data the generating probability ``p_true`` is known; its AUC is the best any
+    model can achieve on these labels, so ``gap`` measures how much ranking quality is left.
+
+    Args:
+        labels: Binary labels, shape ``[n]``.
+        scores: Model scores, shape ``[n]``.
+        p_true: Ground-truth probabilities used to generate the labels, shape ``[n]``.
+        weights: Optional non-negative sample weights; weight-0 rows are ignored.
+
+    Returns:
+        ``{"auc": auc(labels, scores), "oracle_auc": auc(labels, p_true),
+        "gap": oracle_auc - auc}`` (all nan when only one class is present).
+    """
+    model_auc = auc(labels, scores, weights)
+    oracle_auc = auc(labels, p_true, weights)
+    return {"auc": model_auc, "oracle_auc": oracle_auc, "gap": oracle_auc - model_auc}
+
+
+def task_metrics(
+    labels: Any,
+    probs: Any,
+    *,
+    users: Any | None = None,
+    p_true: Any | None = None,
+    weights: Any | None = None,
+    top_n: int | None = 2,
+    prefix: str = "",
+) -> dict[str, float]:
+    """All metrics for one task (e.g. click or order) as a flat dict of Python floats.
+
+    Args:
+        labels: Binary labels of the task, shape ``[n]``.
+        probs: Predicted probabilities, shape ``[n]``.
+        users: Optional user / group ids; enables ``gauc`` and the top-n hit rate.
+        p_true: Optional ground-truth probabilities; enables ``oracle_auc`` / ``oracle_gap``.
+        weights: Optional non-negative sample weights (e.g. a padding mask); weight-0 rows are
+            ignored by every metric, including the unweighted top-n hit rate.
+        top_n: N of the top-N hit rate (reported when ``users`` is given); None or 0 disables.
+        prefix: Prepended to every key, e.g. ``"click/"``.
+
+    Returns:
+        Keys (each with ``prefix``): ``auc``, ``logloss``, ``pos_rate``, ``rows`` (number of
+        rows with non-zero weight); with ``users``: ``gauc`` and ``top{N}_hit_rate``; with
+        ``p_true``: ``oracle_auc`` and ``oracle_gap`` (``oracle_auc - auc``).
+    """
+    cols = {"labels": labels, "probs": probs, "users": users, "p_true": p_true}
+    cols = {k: _as_1d(v, k) for k, v in cols.items() if v is not None}
+    w = None
+    if weights is not None:
+        # Drop weight-0 rows once here: the top-n hit rate takes no weights, and the other
+        # metrics then skip re-filtering.
+        w = _as_1d(weights, "weights").astype(np.float64, copy=False)
+        if w.shape[0] != cols["labels"].shape[0]:
+            raise ValueError("weights and labels differ in length")
+        keep = w > 0
+        cols = {k: v[keep] for k, v in cols.items()}
+        w = w[keep]
+    y, p = cols["labels"], cols["probs"]
+    out: dict[str, float] = {}
+    out["auc"] = auc(y, p, w)
+    out["logloss"] = logloss(y, p, w)
+    if "users" in cols:
+        out["gauc"] = gauc(y, p, cols["users"], w)
+        if top_n:
+            out[f"top{top_n}_hit_rate"] = top_n_hit_rate(y, p, cols["users"], top_n)
+    if "p_true" in cols:
+        gap = oracle_gap(y, p, cols["p_true"], w)
+        out["oracle_auc"] = gap["oracle_auc"]
+        out["oracle_gap"] = gap["gap"]
+    y_float = y.astype(np.float64)
+    if y.shape[0] == 0:
+        out["pos_rate"] = float("nan")
+    elif w is None:
+        out["pos_rate"] = float(y_float.mean())
+    else:
+        out["pos_rate"] = float(np.dot(y_float, w) / w.sum())
+    out["rows"] = float(y.shape[0])
+    return {f"{prefix}{k}": float(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulation across batches and hosts
+# --------------------------------------------------------------------------------------------
+
+
+class EvalAccumulator:
+    """Collects per-batch arrays so metrics can be computed exactly on the full eval set.
+
+    Exact AUC / GAUC / top-N need every row, so instead of streaming approximations this keeps
+    the raw per-row arrays (a few float64 columns: ~100 MB for 10M rows).
+
+    Example:
+        >>> acc = EvalAccumulator()
+        >>> acc.add(labels=y, probs=p, user=u, valid=mask)   # per eval batch
+        >>> acc.merge(EvalAccumulator.from_state(other_host_state))
+        >>> cols = acc.arrays()                              # {"labels": ..., "probs": ..., ...}
+
+    Every call to :meth:`add` must use the same keys (``valid`` aside). The optional ``valid``
+    key is a row mask: rows with ``valid == 0`` (padding) are dropped at add time and ``valid``
+    itself is not stored.
+    """
+
+    VALID_KEY = "valid"
+
+    def __init__(self) -> None:
+        self._chunks: dict[str, list[np.ndarray]] | None = None  # None until keys are known
+        self._rows = 0
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Stored keys (empty before the first add)."""
+        return tuple(self._chunks) if self._chunks is not None else ()
+
+    def _init_or_check_keys(self, keys: tuple[str, ...]) -> None:
+        if self._chunks is None:
+            self._chunks = {k: [] for k in keys}
+        elif set(keys) != set(self._chunks):
+            raise ValueError(f"keys {sorted(keys)} differ from accumulated {sorted(self._chunks)}")
+
+    def add(self, **arrays: Any) -> None:
+        """Appends one batch.
+
+        Args:
+            **arrays: Per-row arrays (numpy or anything ``np.asarray`` accepts, e.g. jax arrays)
+                sharing the same first-axis length. An optional ``valid`` array masks rows.
+
+        Raises:
+            ValueError: On missing / extra keys or mismatched row counts.
+        """
+        arrays = dict(arrays)
+        valid = arrays.pop(self.VALID_KEY, None)
+        if not arrays:
+            raise ValueError("add() needs at least one array besides 'valid'")
+        cols = {k: np.asarray(v) for k, v in arrays.items()}
+        n_rows = {k: (v.shape[0] if v.ndim else None) for k, v in cols.items()}
+        if len(set(n_rows.values())) != 1 or None in n_rows.values():
+            raise ValueError(f"all arrays need the same leading (row) dimension, got {n_rows}")
+        n = next(iter(n_rows.values()))
+        if valid is not None:
+            mask = np.asarray(valid).reshape(-1) != 0
+            if mask.shape[0] != n:
+                raise ValueError(f"valid has {mask.shape[0]} rows, arrays have {n}")
+            cols = {k: v[mask] for k, v in cols.items()}  # boolean indexing copies
+            n = int(mask.sum())
+        else:
+            # Copy: callers often reuse host buffers between batches.
+            cols = {k: np.array(v, copy=True) for k, v in cols.items()}
+        self._init_or_check_keys(tuple(cols))
+        assert self._chunks is not None
+        for k, v in cols.items():
+            self._chunks[k].append(v)
+        self._rows += n
+
+    def merge(self, other: EvalAccumulator) -> EvalAccumulator:
+        """Appends all rows of ``other`` after the rows of ``self`` (in place).
+
+        Args:
+            other: Accumulator with the same keys (or an empty one).
+
+        Returns:
+            ``self``, for chaining.
+        """
+        if other._chunks is None:
+            return self
+        self._init_or_check_keys(tuple(other._chunks))
+        assert self._chunks is not None
+        for k, chunks in other._chunks.items():
+            self._chunks[k].extend(chunks)
+        self._rows += other._rows
+        return self
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Concatenated arrays by key, in insertion order ({} if nothing was added)."""
+        if self._chunks is None:
+            return {}
+        # Always a fresh copy, so callers may mutate the result without corrupting the state.
+        return {k: np.concatenate(chunks, axis=0) for k, chunks in self._chunks.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Serialisable state: the concatenated arrays (plain numpy, ready to all-gather)."""
+        return self.arrays()
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> EvalAccumulator:
+        """Rebuilds an accumulator from :meth:`state` output (e.g. another host's).
+
+        Args:
+            state: Mapping of key to per-row array; may be empty.
+
+        Returns:
+            A new accumulator holding those rows.
+        """
+        acc = cls()
+        if state:
+            acc.add(**state)
+        return acc

@@ -1,0 +1,163 @@
+"""Dense building blocks: Dice, and an MLP stacked over S copies (experts, gates, towers).
+
+Stacking turns "E experts" or "T towers" into one einsum per layer instead of a Python loop, which
+XLA fuses into a single batched matmul: the shape is ``[S, in, out]`` per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Per-stack fan-in scaling: the stack axis is a batch axis for initialisation purposes.
+_stacked_init = jax.nn.initializers.variance_scaling(
+    1.0, "fan_in", "truncated_normal", in_axis=-2, out_axis=-1, batch_axis=(0,)
+)
+
+ACTIVATIONS = ("relu", "dice", "prelu", "none")
+
+
+class Dice(nnx.Module):
+    """DIN's data-adaptive activation: ``p·x + (1 − p)·α·x`` with ``p = σ(BN(x))``.
+
+    The normalisation uses batch statistics while training and running averages at evaluation,
+    kept per stack and per unit. The running averages are bias-corrected exponential averages
+    (as Adam's moments), so evaluation early in training uses the statistics seen so far instead
+    of the initial 0/1, which otherwise can invert a tower's ranking for the first hundreds of
+    steps. Under data parallelism the batch mean is the global batch's, because the step runs on
+    global arrays.
+    """
+
+    def __init__(
+        self, num_stacks: int, features: int, *, momentum: float = 0.99, eps: float = 1e-8
+    ):
+        self.alpha = nnx.Param(jnp.zeros((num_stacks, features)))
+        self.mean = nnx.BatchStat(jnp.zeros((num_stacks, features)))
+        self.var = nnx.BatchStat(jnp.zeros((num_stacks, features)))
+        self.count = nnx.BatchStat(jnp.zeros((), jnp.float32))
+        self.momentum = momentum
+        self.eps = eps
+
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:  # x: [B, S, H]
+        m = self.momentum
+        if train:
+            xf = x.astype(jnp.float32)
+            mean = xf.mean(axis=0)
+            var = xf.var(axis=0)
+            self.mean[...] = m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)
+            self.var[...] = m * self.var[...] + (1 - m) * jax.lax.stop_gradient(var)
+            self.count[...] = self.count[...] + 1
+        else:
+            debias = jnp.maximum(1 - m ** self.count[...], 1e-12)
+            seen = self.count[...] > 0
+            mean = jnp.where(seen, self.mean[...] / debias, 0.0)
+            var = jnp.where(seen, self.var[...] / debias, 1.0)
+        p = jax.nn.sigmoid(
+            (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + self.eps).astype(x.dtype)
+        )
+        alpha = self.alpha[...].astype(x.dtype)
+        return p * x + (1 - p) * alpha * x
+
+
+class PReLU(nnx.Module):
+    def __init__(self, num_stacks: int, features: int):
+        self.alpha = nnx.Param(jnp.full((num_stacks, features), 0.25))
+
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        del train
+        return jnp.where(x > 0, x, self.alpha[...].astype(x.dtype) * x)
+
+
+def _activation(name: str, num_stacks: int, features: int):
+    if name == "dice":
+        return Dice(num_stacks, features)
+    if name == "prelu":
+        return PReLU(num_stacks, features)
+    if name in ("relu", "none"):
+        return None
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+class StackedLinear(nnx.Module):
+    """S independent linear maps applied together: ``[B, S, I] → [B, S, O]``."""
+
+    def __init__(self, num_stacks: int, in_features: int, out_features: int, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(
+            _stacked_init(rngs.params(), (num_stacks, in_features, out_features))
+        )
+        self.bias = nnx.Param(jnp.zeros((num_stacks, out_features)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.kernel[...].astype(x.dtype)
+        if x.ndim == 2:  # one shared input for every stack: [B, I]
+            y = jnp.einsum("bi,sio->bso", x, kernel)
+        else:  # [B, S, I]
+            y = jnp.einsum("bsi,sio->bso", x, kernel)
+        return y + self.bias[...].astype(x.dtype)
+
+
+class StackedMLP(nnx.Module):
+    """S independent MLPs of equal shape, run as one einsum per layer.
+
+    Args:
+      num_stacks: S, the number of independent copies (experts, towers, gates).
+      in_features: input width I.
+      hidden: widths of the layers; every layer is followed by the activation.
+      activation: ``relu``, ``dice``, ``prelu`` or ``none``.
+      dropout: dropout rate after each activation while training.
+      rngs: parameter RNG.
+
+    Call with ``x`` of shape ``[B, I]`` (shared by all stacks) or ``[B, S, I]``; returns
+    ``[B, S, hidden[-1]]`` (or the input unchanged when ``hidden`` is empty).
+    """
+
+    def __init__(
+        self,
+        num_stacks: int,
+        in_features: int,
+        hidden: Sequence[int],
+        *,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        dims = [in_features, *hidden]
+        self.layers = nnx.List(
+            [StackedLinear(num_stacks, i, o, rngs=rngs) for i, o in zip(dims[:-1], dims[1:])]
+        )
+        self.acts = nnx.List([_activation(activation, num_stacks, o) for o in hidden])
+        self.activation = activation
+        self.dropout = dropout
+        self.num_stacks = num_stacks
+        self.out_features = dims[-1]
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
+        if not self.layers and x.ndim == 2:
+            return jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_stacks, x.shape[1]))
+        for i, (layer, act) in enumerate(zip(self.layers, self.acts)):
+            x = layer(x)
+            if act is not None:
+                x = act(x, train=train)
+            elif self.activation == "relu":
+                x = jax.nn.relu(x)
+            if train and self.dropout > 0.0:
+                if key is None:
+                    raise ValueError("StackedMLP: dropout > 0 needs a `key` while training")
+                keep = jax.random.bernoulli(jax.random.fold_in(key, i), 1 - self.dropout, x.shape)
+                x = jnp.where(keep, x / (1 - self.dropout), 0).astype(x.dtype)
+        return x
+
+
+class StackedHead(nnx.Module):
+    """The final per-stack scalar: ``[B, S, H] → [B, S]`` logits."""
+
+    def __init__(self, num_stacks: int, in_features: int, *, rngs: nnx.Rngs):
+        self.linear = StackedLinear(num_stacks, in_features, 1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.linear(x)[..., 0]

@@ -1,0 +1,66 @@
+"""TrainState: arrays only (step, params, model_state, opt_state), and how to create it.
+
+``params`` and ``model_state`` (Dice running statistics) are pure nested dicts of arrays taken
+from an NNX model with ``nnx.split``; steps rebuild the module with ``nnx.merge(graphdef, ...)``.
+Nothing here holds a Module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mtl_jax import models
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: the number of updates applied
+    params: dict  # trainable parameters (nnx.Param)
+    model_state: dict  # non-trainable state (nnx.BatchStat: Dice running statistics)
+    opt_state: Any
+
+
+def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict, dict]:
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+
+
+def init_model(schema, model_config, seed: int) -> tuple[nnx.GraphDef, dict, dict]:
+    """Builds the model and splits it into its graph definition, params and model state."""
+    return split_model(models.build_model(schema, model_config, seed=seed))
+
+
+def create_train_state(params: dict, model_state: dict, opt) -> TrainState:
+    """A fresh state; ``opt`` is an ``optim.Optimizer``."""
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state=model_state,
+        opt_state=opt.init(params),
+    )
+
+
+def abstract_model(schema, model_config, seed: int) -> tuple[nnx.GraphDef, dict, dict]:
+    """Graph definition and abstract params / model state, without allocating parameters."""
+    model = nnx.eval_shape(lambda: models.build_model(schema, model_config, seed=seed))
+    return split_model(model)
+
+
+def abstract_train_state(schema, model_config, opt, seed: int) -> TrainState:
+    """Shapes and dtypes of the state without allocating it (for restoring and sharding)."""
+
+    def build():
+        _, params, model_state = init_model(schema, model_config, seed)
+        return create_train_state(params, model_state, opt)
+
+    return jax.eval_shape(build)
+
+
+def count_params(params: dict) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(params))

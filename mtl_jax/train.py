@@ -1,0 +1,72 @@
+"""CLI: ``python -m mtl_jax.train --config configs/mmoe.py[:runlocal] --workdir runs/mmoe``.
+
+Any config key can be overridden, e.g. ``--config.model.num_experts=4 --config.num_epochs=1``.
+Re-running with the same workdir resumes from its latest checkpoint. When launched as one of
+several processes (TPU pod, SLURM, or ``--coordinator_address/--num_processes/--process_id``),
+``jax.distributed.initialize`` joins them; on a single machine it is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _config_root_on_path(argv: list[str]) -> None:
+    """Lets ``configs/x.py`` import ``configs.common`` from wherever the command is run."""
+    for i, a in enumerate(argv):
+        path = None
+        if a.startswith("--config="):
+            path = a.split("=", 1)[1]
+        elif a == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        if path:
+            root = os.path.dirname(os.path.dirname(os.path.abspath(path.split(":", 1)[0])))
+            if root not in sys.path:
+                sys.path.insert(0, root)
+
+
+_config_root_on_path(sys.argv)
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[:arg]).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+_COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
+_NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
+_PID = flags.DEFINE_integer("process_id", None, "This process's id (multi-process).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def maybe_initialize_distributed() -> None:
+    """Joins a multi-process run when one is configured; a no-op on a single machine."""
+    import jax
+
+    explicit = _COORD.value is not None
+    cluster_env = any(
+        k in os.environ
+        for k in ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "SLURM_NTASKS")
+    )
+    if explicit:
+        jax.distributed.initialize(
+            coordinator_address=_COORD.value,
+            num_processes=_NPROC.value,
+            process_id=_PID.value,
+        )
+    elif cluster_env and int(os.environ.get("SLURM_NTASKS", "2")) > 1:
+        jax.distributed.initialize()
+
+
+def main(argv):
+    del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+    maybe_initialize_distributed()
+    from mtl_jax import loop
+
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
