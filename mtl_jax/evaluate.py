@@ -47,7 +47,7 @@ def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None =
     # The optimizer state's structure is part of the checkpoint, so restore the whole state.
     opt = optim.make_optimizer(config.optim, total_steps(config, pipeline.num_rows(data["train"])))
     abstract = abstract_train_state(schema, config.model, opt, config.seed)
-    state_sh = sharding.state_sharding(abstract, mesh)
+    state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
     state = ckpt.restore(step, abstract_with_sharding(abstract, state_sh))
     ckpt.close()
     eval_step = steps.jit_eval_step(

@@ -18,7 +18,7 @@ from mtl_jax import config_check, evaluation, optim, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.data import datasets, pipeline
 from mtl_jax.logs import MetricWriter, progress
-from mtl_jax.state import create_train_state, init_model
+from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,10 +70,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
     num_steps = total_steps(config, n_train)
 
     opt = optim.make_optimizer(config.optim, num_steps)
-    graphdef, params, model_state = init_model(schema, config.model, config.seed)
-    state = create_train_state(params, model_state, opt)
-    state_sh = sharding.state_sharding(state, mesh)
-    state = jax.device_put(state, state_sh)
+    graphdef, _, _ = abstract_model(schema, config.model, config.seed)
+    abstract_state = abstract_train_state(schema, config.model, opt, config.seed)
+    state_sh = sharding.state_sharding(abstract_state, mesh, sharding.sharding_rules(config.mesh))
+    # Initialised inside jit straight onto its shardings: a row-sharded table is never whole on
+    # one device.
+    state = jax.jit(
+        lambda: create_train_state(*init_model(schema, config.model, config.seed)[1:], opt),
+        out_shardings=state_sh,
+    )()
     batch_sh = sharding.batch_sharding(mesh)
 
     train_ds = pipeline.train_dataset(

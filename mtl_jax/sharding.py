@@ -7,6 +7,8 @@ and ``to_global`` assembles them into one global array per key.
 
 from __future__ import annotations
 
+import re
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
@@ -37,9 +39,68 @@ def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def state_sharding(abstract_state, mesh):
-    """Sharding of every leaf of the (abstract) train state: replicated."""
-    return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+# Embedding tables and their per-row optimizer state, split by rows over ``data``: the fused
+# tables (params/inputs/tables/dD), lazy-Adam moments (opt_state/embed/dD/m|v), row-wise Adagrad
+# accumulators (opt_state/embed/dD/acc) and a dense optimizer's moments of the tables.
+EMBEDDING_ROW_RULES = (
+    (r"tables/d\d+$", ("data", None)),
+    (r"embed/d\d+/(m|v)$", ("data", None)),
+    (r"embed/d\d+/acc$", ("data",)),
+)
+
+
+def sharding_rules(mesh_cfg) -> tuple:
+    """The configured (regex, partition spec) rules, first match wins.
+
+    ``config.mesh.shard_embeddings`` adds the row rules for embedding tables; ``config.mesh.rules``
+    adds custom ones, e.g. ``(("towers/.*kernel$", (None, None, "data")),)``.
+    """
+    rules = tuple((r, tuple(spec)) for r, spec in mesh_cfg.get("rules", ()))
+    if mesh_cfg.get("shard_embeddings", False):
+        rules += EMBEDDING_ROW_RULES
+    return rules
+
+
+def _path_str(path) -> str:
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def state_sharding(abstract_state, mesh, rules=()):
+    """Sharding of every leaf of the (abstract) train state.
+
+    A leaf whose path (``params/inputs/tables/d32``, ``opt_state/embed/d32/m``, ...) matches a
+    rule's regex gets that rule's partition spec; everything else is replicated. A sharded
+    dimension must divide by the mesh axis (the fused tables are padded to a multiple of 1024 rows
+    for this).
+    """
+
+    def one(path, leaf):
+        name = _path_str(path)
+        for pattern, spec in rules:
+            if re.search(pattern, name):
+                if len(spec) > leaf.ndim:
+                    raise ValueError(
+                        f"sharding rule {pattern!r} → {spec} has more axes than {name} "
+                        f"(shape {leaf.shape})"
+                    )
+                for dim, axis in zip(leaf.shape, spec):
+                    if axis is not None and dim % mesh.shape[axis]:
+                        raise ValueError(
+                            f"sharding rule {pattern!r}: {name} dimension {dim} does not divide "
+                            f"by mesh axis {axis!r} of size {mesh.shape[axis]}"
+                        )
+                return NamedSharding(mesh, P(*spec))
+        return replicated(mesh)
+
+    return jax.tree_util.tree_map_with_path(one, abstract_state)
 
 
 def check_batch_size(batch_size: int, mesh, what: str = "config.batch_size") -> int:

@@ -41,7 +41,10 @@ def restore_state(workdir, config, step=None):
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     step = ckpt.latest_step() if step is None else step
     state = ckpt.restore(
-        step, abstract_with_sharding(abstract, sharding.state_sharding(abstract, mesh))
+        step,
+        abstract_with_sharding(
+            abstract, sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
+        ),
     )
     ckpt.close()
     return jax.device_get(state)
@@ -140,7 +143,11 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
     abstract = abstract_train_state(schema, config.model, opt, config.seed)
     mesh = sharding.make_mesh(config.mesh)
     ckpt.restore(
-        10, abstract_with_sharding(abstract, sharding.state_sharding(abstract, mesh)), restored_iter
+        10,
+        abstract_with_sharding(
+            abstract, sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
+        ),
+        restored_iter,
     )
     ckpt.close()
     want, got = next(straight_iter), next(restored_iter)

@@ -30,14 +30,19 @@ def table_layout(schema: Schema, embed_dim: int) -> dict[str, tuple[str, int]]:
     return layout
 
 
+# Fused tables are padded to a multiple of this many rows so that they can be split by rows
+# over any mesh axis size that divides it (see sharding.EMBEDDING_ROW_RULES).
+ROW_MULTIPLE = 1024
+
+
 def fused_rows(schema: Schema, embed_dim: int) -> dict[str, int]:
-    """Fused parameter key → its number of rows."""
+    """Fused parameter key → its number of rows (padded to a multiple of ``ROW_MULTIPLE``)."""
     dims = schema.table_dims(embed_dim)
     rows: dict[str, int] = {}
     for name, size in schema.tables().items():
         key = f"d{dims[name]}"
         rows[key] = rows.get(key, 0) + size
-    return rows
+    return {k: -(-r // ROW_MULTIPLE) * ROW_MULTIPLE for k, r in rows.items()}
 
 
 class InputLayer(nnx.Module):
@@ -117,6 +122,9 @@ class InputLayer(nnx.Module):
     def __call__(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Embeds ``batch``.
 
+        Outputs are in the dtype of ``batch["dense"]`` (the train/eval steps cast it to
+        ``config.compute_dtype``), so bfloat16 compute starts here while the tables stay float32.
+
         If the batch carries ``embedding_rows`` (key → ids into the current tables), those ids are
         used instead of ``row_ids(batch)``: the train step swaps each table for the compact block of
         rows the batch touches and passes the ids into that block.
@@ -126,14 +134,15 @@ class InputLayer(nnx.Module):
         out: dict[str, jax.Array] = {}
         per_field: list[jax.Array | None] = [None] * self.schema.num_fields
         seq = None
+        dtype = batch["dense"].dtype  # the step casts dense features to the compute dtype
         for key, idx, _ in self.plan:
-            emb = jnp.take(self.tables[key][...], rows[key], axis=0)  # [B, Fk(+L), Dk]
+            emb = jnp.take(self.tables[key][...], rows[key], axis=0).astype(dtype)  # [B, Fk+L, Dk]
             if self.use_sequence and key == self.seq_key:
                 L = batch["seq_item"].shape[1]
                 seq, emb = emb[:, -L:], emb[:, :-L]
             for j, i in enumerate(idx):
                 per_field[i] = emb[:, j]
-        dense = batch["dense"].astype(jnp.float32)
+        dense = batch["dense"]
         if self.uniform:
             out["fields"] = jnp.stack(per_field, axis=1)  # [B, F, D]
             flat_emb = out["fields"].reshape(cat.shape[0], -1)
