@@ -171,9 +171,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         ckpt.close()
         train_iter.close()  # stops the prefetch thread before interpreter shutdown
     final = {split: evaluate(split, num_steps) for split in ("val", "test")}
-    for split, r in final.items():
-        print(f"final {split}: " + _brief(r, schema.tasks), flush=True)
     if jax.process_index() == 0:
+        for split, r in final.items():
+            print(f"final {split}: " + _brief(r, schema.tasks), flush=True)
         with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
             json.dump(jsonable(final), f, indent=2)
     writer.close()

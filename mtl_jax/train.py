@@ -36,25 +36,30 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, met
 _COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
 _NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
 _PID = flags.DEFINE_integer("process_id", None, "This process's id (multi-process).")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Join a multi-process run found from the environment (TPU pod, SLURM)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def maybe_initialize_distributed() -> None:
-    """Joins a multi-process run when one is configured; a no-op on a single machine."""
+    """Joins a multi-process run when one is configured; a no-op on a single machine.
+
+    Explicit ``--coordinator_address/--num_processes/--process_id`` (the localhost rehearsal),
+    or ``--multihost`` to let JAX detect the cluster (Cloud TPU VMs, SLURM), or a SLURM job with
+    more than one task.
+    """
     import jax
 
-    explicit = _COORD.value is not None
-    cluster_env = any(
-        k in os.environ
-        for k in ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "SLURM_NTASKS")
-    )
-    if explicit:
+    if _COORD.value is not None:
+        if _NPROC.value is None or _PID.value is None:
+            raise app.UsageError("--coordinator_address needs --num_processes and --process_id")
         jax.distributed.initialize(
             coordinator_address=_COORD.value,
             num_processes=_NPROC.value,
             process_id=_PID.value,
         )
-    elif cluster_env and int(os.environ.get("SLURM_NTASKS", "2")) > 1:
+    elif _MULTIHOST.value or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         jax.distributed.initialize()
 
 

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Submit a GPU-cluster run: launch/slurm_gpu.sh --config configs/ple.py --workdir /shared/runs/ple
+# One process per GPU (see slurm_gpu.sbatch for the resources); for one process per node with
+# all its GPUs, set --ntasks-per-node=1 and drop --gpus-per-task in the sbatch file.
+set -euo pipefail
+exec sbatch "$(dirname "$0")/slurm_gpu.sbatch" "$@"
