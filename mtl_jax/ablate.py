@@ -1,0 +1,205 @@
+"""Ablation runner: configs × seeds on one dataset → a results table in the layout of the paper's
+Tables 2–4, as Markdown and CSV.
+
+    python -m mtl_jax.ablate --configs mmoe,coarse_attention,fine_attention --seeds 5 \
+        --workdir results/synthetic [--runlocal] [--parallel 2] [--set num_epochs=2 ...] \
+        [--sweep model.embed_dim=8,16,32]
+
+Every run is ``python -m mtl_jax.train --config configs/<name>.py[:runlocal],seed=<k>`` in its
+own process and workdir (``<workdir>/<variant>/seed<k>``); a run whose ``final_metrics.json``
+exists is skipped, so an interrupted ablation resumes where it stopped. ``--sweep key=v1,v2``
+turns each config into one variant per value (the paper's section 4.3 studies: embedding
+dimension, export weight, epochs, layers).
+
+The table reports, per variant, mean ± std over seeds of the test split's click AUC, order AUC,
+loss, CLICK@2 and ORDER@2, the relative change of the mean AUCs against the baseline (MMoE by
+default), and a paired test against the baseline over the shared seeds: an exact sign-flip
+permutation test of the mean paired difference (two-sided; with 5 seeds the smallest possible
+p-value is 2/32 = 0.0625, so "significant at 0.05" needs at least 6 seeds — the table says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+METRICS = (
+    ("click AUC", "click/auc"),
+    ("order AUC", "order/auc"),
+    ("loss", "loss"),
+    ("CLICK@2", "click@2"),
+    ("ORDER@2", "order@2"),
+)
+
+
+def paired_permutation_p(a, b) -> float:
+    """Two-sided exact sign-flip permutation p-value of mean(a − b) over paired samples."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    n = len(d)
+    if n == 0:
+        return math.nan
+    observed = abs(d.mean())
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))  # [2^n, n]
+    means = np.abs((signs * d).mean(axis=1))
+    return float(np.mean(means >= observed - 1e-15))
+
+
+def variants(configs, sweeps):
+    """(variant name, config name, extra overrides) for every config × sweep value."""
+    out = []
+    for name in configs:
+        if not sweeps:
+            out.append((name, name, []))
+            continue
+        keys = [k for k, _ in sweeps]
+        for values in itertools.product(*[v for _, v in sweeps]):
+            label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
+            out.append(
+                (f"{name}[{label}]", name, [f"--config.{k}={v}" for k, v in zip(keys, values)])
+            )
+    return out
+
+
+def run_one(root, configs_dir, variant, config, extra, seed, runlocal, overrides) -> str:
+    workdir = os.path.join(root, variant, f"seed{seed}")
+    if os.path.exists(os.path.join(workdir, "final_metrics.json")):
+        return f"skip {variant} seed {seed} (finished)"
+    os.makedirs(workdir, exist_ok=True)
+    arg = ("runlocal," if runlocal else "") + f"seed={seed}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mtl_jax.train",
+        "--config",
+        f"{os.path.join(configs_dir, config)}.py:{arg}",
+        "--workdir",
+        workdir,
+        *[f"--config.{o}" for o in overrides],
+        *extra,
+    ]
+    env = dict(os.environ, MTL_JAX_NO_PROGRESS="1")
+    with open(os.path.join(workdir, "train.log"), "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{variant} seed {seed} failed; see {workdir}/train.log")
+    return f"done {variant} seed {seed}"
+
+
+def collect(root, names, seeds) -> dict:
+    """variant → seed → test metrics."""
+    out: dict = {}
+    for name in names:
+        for seed in seeds:
+            path = os.path.join(root, name, f"seed{seed}", "final_metrics.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    out.setdefault(name, {})[seed] = json.load(f)["test"]
+    return out
+
+
+def table(results: dict, baseline: str) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "seeds"]
+    for label, _ in METRICS:
+        header.append(label)
+    header += ["click AUC vs base", "order AUC vs base", "p click", "p order"]
+    rows = []
+    base = results.get(baseline, {})
+    for name, per_seed in results.items():
+        seeds = sorted(per_seed)
+        row = [name, str(len(seeds))]
+        for _, key in METRICS:
+            vals = np.array([per_seed[s].get(key, math.nan) for s in seeds], float)
+            std = vals.std(ddof=1) if len(vals) > 1 else 0.0
+            row.append(f"{vals.mean():.4f} ± {std:.4f}")
+        for key in ("click/auc", "order/auc"):
+            if name == baseline or not base:
+                row.append("baseline" if name == baseline else "")
+                continue
+            mine = np.mean([per_seed[s][key] for s in seeds])
+            ref = np.mean([base[s][key] for s in sorted(base)])
+            row.append(f"{100 * (mine - ref) / ref:+.2f}%")
+        for key in ("click/auc", "order/auc"):
+            shared = sorted(set(seeds) & set(base))
+            if name == baseline or not shared:
+                row.append("")
+                continue
+            p = paired_permutation_p(
+                [per_seed[s][key] for s in shared], [base[s][key] for s in shared]
+            )
+            row.append(f"{p:.3f}" + (" *" if p < 0.05 else ""))
+        rows.append(row)
+    return header, rows
+
+
+def write_tables(root: str, header, rows, command: str) -> None:
+    with open(os.path.join(root, "results.csv"), "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    lines = [
+        f"Command: `{command}`",
+        "",
+        "Test split; mean ± std over seeds; change of the mean AUC against the baseline; "
+        "p = exact paired sign-flip permutation test over shared seeds (two-sided; * = p < 0.05; "
+        "with n seeds the smallest possible p is 2/2^n).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(r) + " |" for r in rows],
+    ]
+    with open(os.path.join(root, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--configs", required=True, help="comma-separated names under --configs-dir")
+    ap.add_argument("--configs-dir", default="configs")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--runlocal", action="store_true")
+    ap.add_argument("--parallel", type=int, default=1, help="runs at once (processes)")
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value for all runs")
+    ap.add_argument("--sweep", nargs="*", default=[], help="key=v1,v2,... (one variant per value)")
+    ap.add_argument("--baseline", default="mmoe")
+    args = ap.parse_args(argv)
+    configs = [c for c in args.configs.split(",") if c]
+    for c in configs:
+        if not os.path.exists(os.path.join(args.configs_dir, c + ".py")):
+            raise SystemExit(f"--configs: no config file {os.path.join(args.configs_dir, c)}.py")
+    sweeps = []
+    for s in args.sweep:
+        key, _, values = s.partition("=")
+        if not values:
+            raise SystemExit(f"--sweep {s!r}: expected key=v1,v2,...")
+        sweeps.append((key, values.split(",")))
+    todo = variants(configs, sweeps)
+    seeds = list(range(args.seeds))
+    jobs = [(v, c, extra, s) for v, c, extra in todo for s in seeds]
+    os.makedirs(args.workdir, exist_ok=True)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        futures = [
+            pool.submit(
+                run_one, args.workdir, args.configs_dir, v, c, extra, s, args.runlocal, args.set
+            )
+            for v, c, extra, s in jobs
+        ]
+        for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
+            print(f"[{i}/{len(jobs)}] {fut.result()}", flush=True)
+    results = collect(args.workdir, [v for v, _, _ in todo], seeds)
+    baseline = args.baseline if args.baseline in results else next(iter(results))
+    header, rows = table(results, baseline)
+    command = "python -m mtl_jax.ablate " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_tables(args.workdir, header, rows, command)
+    print(open(os.path.join(args.workdir, "results.md")).read())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Ablation runner: table columns, mean/std against the per-run files, resume, permutation test."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mtl_jax import ablate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_paired_permutation_test_known_answers():
+    # All 5 differences positive: only the all-plus and all-minus sign patterns are as extreme.
+    assert ablate.paired_permutation_p([2, 3, 4, 5, 6], [1, 1, 1, 1, 1]) == pytest.approx(2 / 32)
+    assert ablate.paired_permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
+
+
+@pytest.mark.slow
+def test_runner_builds_the_table_and_skips_finished_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "1")
+    argv = [
+        "--configs",
+        "mmoe,mlp",
+        "--seeds",
+        "2",
+        "--workdir",
+        str(tmp_path),
+        "--runlocal",
+        "--set",
+        "num_steps=6",
+        "eval_every_steps=100",
+        "checkpoint_every_steps=100",
+    ]
+    ablate.main(argv)
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    assert header[:7] == ["model", "seeds", "click AUC", "order AUC", "loss", "CLICK@2", "ORDER@2"]
+    by_name = {r[0]: dict(zip(header, r)) for r in rows[1:]}
+    assert set(by_name) == {"mmoe", "mlp"}
+    runs = [
+        json.load(open(tmp_path / "mlp" / f"seed{s}" / "final_metrics.json"))["test"]
+        for s in (0, 1)
+    ]
+    vals = np.array([r["click/auc"] for r in runs])
+    mean, std = by_name["mlp"]["click AUC"].split(" ± ")
+    assert float(mean) == pytest.approx(vals.mean(), abs=1e-4)
+    assert float(std) == pytest.approx(vals.std(ddof=1), abs=1e-4)
+    assert by_name["mmoe"]["click AUC vs base"] == "baseline"
+    assert by_name["mlp"]["click AUC vs base"].endswith("%")
+    assert "| model |" in open(tmp_path / "results.md").read()
+    # A second invocation finds every run finished and trains nothing.
+    stamp = os.path.getmtime(tmp_path / "mlp" / "seed0" / "final_metrics.json")
+    ablate.main(argv)
+    assert os.path.getmtime(tmp_path / "mlp" / "seed0" / "final_metrics.json") == stamp
