@@ -9,7 +9,12 @@ Reported keys (``t`` is each task name, e.g. click / order; ``N`` is ``config.me
   t@N                                            CLICK@N / ORDER@N: per user, the share of the top-N
                                                  rows by ranking score Σ_k w_k p_k with label t
   loss                                           Σ_k λ_k · logloss_k (the paper's Loss column)
-  gates/mean                                     [T, E] mean gate weight of each expert per task
+  gates/mean, gates/utilisation                  [T, E] mean gate weight of each expert per task,
+                                                 and the share of rows whose top gate is it
+  gates/entropy, gates/entropy_norm              [T] mean gate entropy (nats, and / log E)
+  gates/collapsed                                [T] 1 when a task's gate collapsed onto one
+                                                 expert (a diagnostics.GateCollapseWarning is
+                                                 issued naming the task and expert)
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from mtl_jax import metrics
+from mtl_jax import diagnostics, metrics
 from mtl_jax.data import datasets, pipeline
 from mtl_jax.sharding import to_global
 
@@ -64,7 +69,13 @@ def _local_rows(x) -> np.ndarray:
 
 
 def report(pred: dict, *, tasks, cascade: str, loss_weights, top_n: int) -> dict[str, float]:
-    """Metrics of one split from ``predict_split``'s output."""
+    """Metrics of one split from ``predict_split``'s output.
+
+    With ``gates`` in ``pred`` it adds the gate diagnostics of ``mtl_jax.diagnostics``:
+    ``gates/mean`` [T, E], ``gates/entropy`` [T] (nats), ``gates/entropy_norm`` [T],
+    ``gates/utilisation`` [T, E] and ``gates/collapsed`` [T] (0/1), and warns
+    (``diagnostics.GateCollapseWarning``) for each collapsed task.
+    """
     labels, probs = pred["labels"], pred["probs"]
     users, p_true = pred.get("user"), pred.get("p_true")
     out: dict = {}
@@ -101,5 +112,7 @@ def report(pred: dict, *, tasks, cascade: str, loss_weights, top_n: int) -> dict
             )
         )
     if "gates" in pred:
-        out["gates/mean"] = pred["gates"].mean(axis=0)  # [T, E]
+        stats = diagnostics.gate_diagnostics(pred["gates"])  # gates: [N, T, E]
+        out.update({f"gates/{k}": v for k, v in stats.items()})
+        diagnostics.warn_collapsed(stats, tasks)
     return out

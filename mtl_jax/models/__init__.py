@@ -3,7 +3,7 @@
 Importing this package registers every architecture; ``build_model`` builds one by name.
 """
 
-from mtl_jax.models import mmoe, shared_bottom, single_task  # noqa: F401  (registration)
+from mtl_jax.models import aitm, esmm, mmoe, ple, shared_bottom, single_task  # noqa: F401
 from mtl_jax.models.registry import build_model, get_model_class, model_names
 
 __all__ = ["build_model", "get_model_class", "model_names"]

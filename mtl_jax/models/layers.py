@@ -27,12 +27,15 @@ class Dice(nnx.Module):
     kept per stack and per unit. The running averages are bias-corrected exponential averages
     (as Adam's moments), so evaluation early in training uses the statistics seen so far instead
     of the initial 0/1, which otherwise can invert a tower's ranking for the first hundreds of
-    steps. Under data parallelism the batch mean is the global batch's, because the step runs on
+    steps. The momentum is 0.9, not the usual 0.99: tower inputs vary little between rows, so
+    the lag of a 0.99 average shifts them by several standard deviations while the weights still
+    move (measured on runlocal PLE: val click log-loss 0.54 and order AUC 0.60 with 0.99, 0.28 and
+    0.80 with 0.9). Under data parallelism the batch mean is the global batch's, because the step runs on
     global arrays.
     """
 
     def __init__(
-        self, num_stacks: int, features: int, *, momentum: float = 0.99, eps: float = 1e-8
+        self, num_stacks: int, features: int, *, momentum: float = 0.9, eps: float = 1e-8
     ):
         self.alpha = nnx.Param(jnp.zeros((num_stacks, features)))
         self.mean = nnx.BatchStat(jnp.zeros((num_stacks, features)))
