@@ -83,6 +83,18 @@ def get_base_config(arg: str | None = None, *, model: str = "mmoe") -> ml_collec
             label_weights=((1.0, 1.0), (1.0, 1.0)),
             loss_weights=(1.0, 0.02),
             export_weights=(0.8, 0.2),
+            # Task weighting (mtl_jax/weighting.py): "static" (Σ λ_k L_k with loss_weights),
+            # "uncertainty" (Kendall et al.), "gradnorm" (Chen et al.; its learned weights replace
+            # loss_weights) or "pcgrad" (Yu et al.). weighting_lr: Adam learning rate of the
+            # learned log-variances / task weights; gradnorm_alpha: GradNorm's α.
+            # task_specific_params: top-level param keys owned by single tasks (the rest is
+            # shared: PCGrad projects it, GradNorm measures it). gradnorm_params: "a/b" paths of
+            # the subtree whose gradient norms GradNorm balances; () = shared params minus tables.
+            weighting="static",
+            weighting_lr=0.025,
+            gradnorm_alpha=1.5,
+            task_specific_params=("towers",),
+            gradnorm_params=(),
         )
     )
 
@@ -114,7 +126,10 @@ def get_base_config(arg: str | None = None, *, model: str = "mmoe") -> ml_collec
     c.max_to_keep = 3
     c.prefetch = 2
     c.compute_dtype = "float32"
-    c.mesh = ml_collections.ConfigDict(dict(data=-1))
+    # Data parallel over all devices. shard_embeddings splits the embedding tables (and their
+    # optimizer rows) by rows over the devices instead of replicating them; rules adds custom
+    # (regex on the state path, partition spec) pairs, first match wins (mtl_jax/sharding.py).
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, shard_embeddings=False, rules=()))
     c.metrics = ml_collections.ConfigDict(dict(top_n=2))
 
     if args.runlocal:

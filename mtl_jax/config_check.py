@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtl_jax import losses, optim
+from mtl_jax import losses, optim, weighting
 from mtl_jax.models import layers, model_names
 
 DTYPES = ("float32", "bfloat16")
@@ -20,6 +20,30 @@ def _widths(value, key: str, *, allow_empty: bool) -> None:
         )
     for v in value:
         _positive_int(v, f"{key}[*]")
+
+
+def _names(value, key: str) -> None:
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{key} must be a list of parameter names, got {value!r}")
+
+
+def _check_weighting(lc) -> None:
+    kind = lc.get("weighting", "static")
+    if kind not in weighting.WEIGHTINGS:
+        raise ValueError(
+            f"config.loss.weighting must be one of {weighting.WEIGHTINGS}, got {kind!r}"
+        )
+    if kind in ("uncertainty", "gradnorm"):
+        lr = lc.weighting_lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"config.loss.weighting_lr must be a number > 0, got {lr!r}")
+    if kind in ("gradnorm", "pcgrad"):
+        _names(lc.task_specific_params, "config.loss.task_specific_params")
+    if kind == "gradnorm":
+        alpha = lc.gradnorm_alpha
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+            raise ValueError(f"config.loss.gradnorm_alpha must be a number >= 0, got {alpha!r}")
+        _names(lc.gradnorm_params, "config.loss.gradnorm_params")
 
 
 def validate(config, schema) -> None:
@@ -60,6 +84,8 @@ def validate(config, schema) -> None:
             f"config.loss.label_weights must be {T} pairs (positive, negative) for tasks "
             f"{list(schema.tasks)}, got {lc.label_weights!r}"
         )
+
+    _check_weighting(lc)
 
     _positive_int(config.batch_size, "config.batch_size")
     _positive_int(config.eval_batch_size, "config.eval_batch_size")

@@ -51,8 +51,13 @@ def _summarise(host: list[dict], schema) -> dict:
     for name, v in zip(schema.tasks, tl):
         out[f"loss/{name}"] = float(v)
     for k in host[0]:
-        if k not in ("loss", "task_losses"):
-            out[k] = float(np.mean([m[k] for m in host]))
+        if k in ("loss", "task_losses"):
+            continue
+        v = np.mean([np.asarray(m[k]) for m in host], axis=0)
+        if v.ndim == 1:  # per-task metrics such as task_weights [T]
+            out.update({f"{k}/{name}": float(x) for name, x in zip(schema.tasks, v)})
+        else:
+            out[k] = float(v)
     return out
 
 

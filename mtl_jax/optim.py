@@ -1,7 +1,14 @@
-"""Optimizer and schedules, with parameter groups: embedding tables vs dense weights.
+"""Optimizer and schedules, with parameter groups: embedding tables, dense weights, task weights.
 
 Embedding tables (``params["inputs"]["tables"]``) and dense weights get their own learning-rate
 scale and weight decay; decay never applies to biases or Dice/PReLU slopes.
+
+The loss weighting's learnable parameters (``params["task_weighting"]``, see
+``mtl_jax/weighting.py``) are a third group that the model's optimizer never sees: they are updated
+by ``Optimizer.update_task_weighting`` with Adam (optax's default betas and eps) at
+``config.loss.weighting_lr``, without weight decay or gradient clipping. Their gradients (of the
+weighting's own objective under GradNorm) are on another scale than the model's, so sharing the
+model's clipping or learning rate would couple the two.
 
 ``config.optim.embedding_update`` chooses how the tables are updated:
 
@@ -22,6 +29,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import optax
+
+from mtl_jax import weighting
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 EMBEDDING_UPDATES = ("dense", "lazy_adam", "rowwise_adagrad")
@@ -88,6 +97,10 @@ def _dense_tx(cfg, lr) -> optax.GradientTransformation:
     return tx
 
 
+# The task-weighting group: Adam's direction; the learning rate is config.loss.weighting_lr.
+_WEIGHTING_ADAM = optax.scale_by_adam()
+
+
 def split_tables(params: dict) -> tuple[dict, dict]:
     """(tables: key → [rows, D], the other params without the tables)."""
     inputs = dict(params[TABLES[0]])
@@ -123,14 +136,34 @@ class Optimizer:
         return self.embedding_update != "dense"
 
     def init(self, params: dict) -> dict:
+        """``tx`` (and ``embed`` when sparse) for the model; ``weighting`` for the task weights."""
+        weighting_params, params = weighting.split_params(params)
+        out = {}
+        if weighting_params is not None:
+            out["weighting"] = {
+                "adam": _WEIGHTING_ADAM.init(weighting_params),
+                **weighting.init_state(weighting_params),
+            }
         if not self.sparse:
-            return {"tx": self.tx.init(params)}
+            return dict(out, tx=self.tx.init(params))
         tables, rest = split_tables(params)
         if self.embedding_update == "lazy_adam":
             embed = {k: {"m": jnp.zeros_like(t), "v": jnp.zeros_like(t)} for k, t in tables.items()}
         else:
             embed = {k: {"acc": jnp.full(t.shape[:1], 0.1, t.dtype)} for k, t in tables.items()}
-        return {"tx": self.tx.init(rest), "embed": embed}
+        return dict(out, tx=self.tx.init(rest), embed=embed)
+
+    def update_task_weighting(
+        self, weighting_params: dict, grads: dict, weighting_state: dict, learning_rate: float
+    ) -> tuple[dict, dict]:
+        """One Adam step of the task-weighting parameters (no decay, no clipping).
+
+        Returns the new parameters and the new ``opt_state["weighting"]`` (its ``initial_losses``
+        are carried over unchanged).
+        """
+        updates, adam = _WEIGHTING_ADAM.update(grads, weighting_state["adam"])
+        new = jax.tree.map(lambda p, u: p - learning_rate * u, weighting_params, updates)
+        return new, dict(weighting_state, adam=adam)
 
     def update_rows(self, tables, embed_state, rows, row_grads, step):
         """Updates the touched rows of every table.

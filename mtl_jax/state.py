@@ -3,6 +3,11 @@
 ``params`` and ``model_state`` (Dice running statistics) are pure nested dicts of arrays taken
 from an NNX model with ``nnx.split``; steps rebuild the module with ``nnx.merge(graphdef, ...)``.
 Nothing here holds a Module.
+
+``params`` also holds the loss weighting's learnable parameters under ``params["task_weighting"]``
+(``mtl_jax/weighting.py``), whatever ``config.loss.weighting`` is, so that checkpoints and
+shardings treat them like any other parameter and the state has one structure for every config;
+the steps split them off before merging the model.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax import models
+from mtl_jax import models, weighting
 
 
 @jax.tree_util.register_dataclass
@@ -32,8 +37,16 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict, dict]:
 
 
 def init_model(schema, model_config, seed: int) -> tuple[nnx.GraphDef, dict, dict]:
-    """Builds the model and splits it into its graph definition, params and model state."""
-    return split_model(models.build_model(schema, model_config, seed=seed))
+    """Builds the model and splits it into its graph definition, params and model state.
+
+    The params include the task-weighting parameters (``weighting.init_params``).
+    """
+    graphdef, params, model_state = split_model(models.build_model(schema, model_config, seed=seed))
+    return (
+        graphdef,
+        weighting.merge_params(params, weighting.init_params(schema.num_tasks)),
+        model_state,
+    )
 
 
 def create_train_state(params: dict, model_state: dict, opt) -> TrainState:
@@ -49,7 +62,9 @@ def create_train_state(params: dict, model_state: dict, opt) -> TrainState:
 def abstract_model(schema, model_config, seed: int) -> tuple[nnx.GraphDef, dict, dict]:
     """Graph definition and abstract params / model state, without allocating parameters."""
     model = nnx.eval_shape(lambda: models.build_model(schema, model_config, seed=seed))
-    return split_model(model)
+    graphdef, params, model_state = split_model(model)
+    weighting_params = jax.eval_shape(lambda: weighting.init_params(schema.num_tasks))
+    return graphdef, weighting.merge_params(params, weighting_params), model_state
 
 
 def abstract_train_state(schema, model_config, opt, seed: int) -> TrainState:
