@@ -1,17 +1,20 @@
 """``config.data`` → (schema, {"train", "val", "test"} columns): the one entry point to datasets.
 
 Every reader returns columns in the batch layout of ``schema.py``; the pipeline and the model
-never see a file format.
+never see a file format. ``config.data.kind`` is ``synthetic`` (the built-in generator) or one of
+the real-data readers of ``readers.py`` (``rechub_csv``, ``aitm_csv``, ``esmm_text``,
+``aliexpress``, ``census``, ``csv``, ``prepared``); their ``config.data`` keys and path layouts
+are documented there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from mtl_jax.data import synthetic
+from mtl_jax.data import readers, synthetic
 from mtl_jax.data.schema import Schema
 
-KINDS = ("synthetic",)
+KINDS = ("synthetic", *readers.KINDS)
 SPLITS = ("train", "val", "test")
 
 # Keys the model and the loss consume; everything else stays on the host.
@@ -30,11 +33,19 @@ def synthetic_config(data_cfg) -> synthetic.SyntheticConfig:
 
 
 def load(data_cfg) -> tuple[Schema, dict]:
-    """Loads (or generates) every split named by ``config.data``."""
+    """Loads (or generates) every split named by ``config.data``.
+
+    Real datasets print a short report (rows, label rates, ids mapped to 0 as rare or unseen,
+    skipped lines).
+    """
     kind = data_cfg.kind
     if kind == "synthetic":
         cfg = synthetic_config(data_cfg)
         return synthetic.synthetic_schema(cfg), {s: synthetic.generate(cfg, s) for s in SPLITS}
+    if kind in readers.KINDS:
+        ds = readers.read(data_cfg)
+        print(f"data: {kind} {data_cfg.get('path')}\n{readers.summary(ds)}", flush=True)
+        return ds.schema, ds.splits
     raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
 
 

@@ -1,0 +1,117 @@
+"""Benchmark of ``python -m mtl_jax.data.prepare aliccp``: throughput and peak memory at two sizes.
+
+Writes raw-format Ali-CCP files (``aliccp_raw.write_raw``: real-like line lengths, ~58
+impressions per common-feature key, ~500 entries per common line) of about 100 MB and 1 GB under
+/tmp, preprocesses each in a child process and reports
+
+* MB/s: input bytes (all four raw files) / wall seconds of the child;
+* MB per CPU-second: the same bytes / user + system seconds of the child and its reader processes
+  (on a shared machine this is the figure that does not depend on what else runs);
+* peak RSS: the largest resident set of the child or any of its readers (``wait4`` rusage);
+* the load average around each run.
+
+Targets (2 cores): ≥ 100 MB/s, peak RSS < 2 GB and flat in the input size. The files and the
+shards are deleted afterwards (``--keep`` keeps them).
+
+    python bench/prepare_aliccp.py [--sizes-mb 100 1024] [--workers 2] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from mtl_jax.data import aliccp_raw  # noqa: E402
+
+TEST_SHARE = 0.25  # write_raw's default test size relative to train
+
+
+def bytes_per_impression(tmp: str) -> float:
+    """Measured on a small sample, so the big files land near the requested size."""
+    d = os.path.join(tmp, "probe")
+    info = aliccp_raw.write_raw(d, 4000, seed=1)
+    total = sum(v["skeleton"]["bytes"] + v["common"]["bytes"] for v in info.values())
+    shutil.rmtree(d)
+    return total / (4000 * (1 + TEST_SHARE))
+
+
+def run_prepare(raw: str, out: str, workers: int) -> dict:
+    cmd = [
+        sys.executable, "-m", "mtl_jax.data.prepare", "aliccp", "--raw-dir", raw, "--out", out,
+        "--workers", str(workers), "--no-progress",
+    ]  # fmt: skip
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)  # this child's rusage, readers included
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    stdout, stderr = p.stdout.read().decode(), p.stderr.read().decode()
+    p.stdout.close()
+    p.stderr.close()
+    if p.returncode:
+        raise RuntimeError(f"prepare failed ({p.returncode}):\n{stderr}")
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+        "summary": stdout.strip().splitlines()[0],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes-mb", type=float, nargs="+", default=[100, 1024])
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench_aliccp_", dir="/tmp")
+    results = []
+    try:
+        bpi = bytes_per_impression(tmp)
+        for mb in args.sizes_mb:
+            raw = os.path.join(tmp, f"raw_{int(mb)}")
+            n = int(mb * 1e6 / bpi / (1 + TEST_SHARE))
+            t0 = time.perf_counter()
+            info = aliccp_raw.write_raw(raw, n, seed=0)
+            gen_s = time.perf_counter() - t0
+            size = sum(v["skeleton"]["bytes"] + v["common"]["bytes"] for v in info.values())
+            r = run_prepare(raw, os.path.join(tmp, f"out_{int(mb)}"), args.workers)
+            r.update(
+                input_mb=size / 1e6,
+                impressions=info["train"]["impressions"] + info["test"]["impressions"],
+                generate_s=gen_s,
+                mb_per_s=size / 1e6 / r["wall_s"],
+                mb_per_cpu_s=size / 1e6 / r["cpu_s"],
+                workers=args.workers,
+            )
+            results.append(r)
+            print(
+                f"{r['input_mb']:8.1f} MB  {r['mb_per_s']:6.1f} MB/s  "
+                f"{r['mb_per_cpu_s']:6.1f} MB/cpu-s  peak RSS {r['peak_rss_mb']:7.1f} MB  "
+                f"wall {r['wall_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  "
+                f"load {r['load_before'][0]:.1f}→{r['load_after'][0]:.1f}",
+                flush=True,
+            )
+            if not args.keep:
+                shutil.rmtree(raw)
+                shutil.rmtree(os.path.join(tmp, f"out_{int(mb)}"))
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
