@@ -1,0 +1,13 @@
+"""MMoE with fine-grained attention gates (the paper's section 3.2; see mtl_jax/models/paper.py).
+
+Per task a learned query [E, H]: every hidden unit of the mixed vector has its own softmax over the
+experts. The model also returns ``fine_gates`` [B, T, E, H].
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+    c = common.get_base_config(arg, model="fine_attention")
+    c.model.gate_type = "fine_attention"
+    return c

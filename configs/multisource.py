@@ -1,0 +1,25 @@
+"""MMoE with the multi-source "improved loss" (the paper's section 3.6; see
+mtl_jax/models/multisource.py).
+
+Per-source feature-space mappings into one shared representation (``shared_dim``), and a source
+discriminator trained adversarially through a gradient reversal of weight ``adversarial_weight``
+(λ). The synthetic data gets 3 sources with different feature distributions.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+    args = common.parse_arg(arg, runlocal=False, seed=0)
+    c = common.get_base_config(arg, model="multisource")
+    c.model.multisource = True
+    set_multisource_options(c, runlocal=args.runlocal)
+    return c
+
+
+def set_multisource_options(c, *, runlocal: bool) -> None:
+    c.data.synthetic.num_sources = 3
+    c.model.shared_dim = 64 if runlocal else 256
+    c.model.mapping_hidden = ()
+    c.model.discriminator_hidden = (16,) if runlocal else (64,)
+    c.model.adversarial_weight = 0.1

@@ -1,0 +1,19 @@
+"""The paper's combined model (Table 2, last row; see mtl_jax/models/paper.py): coarse-grained
+attention gates + auto interact layer + sequence feature (DIN) + improved multi-source loss.
+"""
+
+from configs import common, multisource, sequence_mmoe
+
+
+def get_config(arg=None):
+    args = common.parse_arg(arg, runlocal=False, seed=0)
+    c = common.get_base_config(arg, model="paper_full")
+    c.model.gate_type = "coarse_attention"
+    c.model.expert_interaction = "self_attention"
+    c.model.interaction_combine = "product"
+    c.model.attention_heads = 4
+    c.model.use_sequence = True
+    c.model.multisource = True
+    sequence_mmoe.set_sequence_options(c.model, runlocal=args.runlocal)
+    multisource.set_multisource_options(c, runlocal=args.runlocal)
+    return c
