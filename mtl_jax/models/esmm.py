@@ -23,51 +23,22 @@ head trained on clicks only). ``tests/test_zoo.py`` asserts that ``configs/esmm.
 
 from __future__ import annotations
 
-import jax
-from flax import nnx
-
-from mtl_jax.models.embedding import InputLayer
-from mtl_jax.models.layers import StackedMLP
 from mtl_jax.models.registry import register
-from mtl_jax.models.towers import Towers
+from mtl_jax.models.single_task import SingleTaskMLP
 
 
 @register("esmm")
-class ESMM(nnx.Module):
+class ESMM(SingleTaskMLP):
     """CTR and CVR towers (one per task) over one shared embedding layer.
 
     Task 0 is the click (CTR) task and the last task the order task whose head predicts CVR;
     with more than two tasks the middle tasks get their own towers and independent losses.
     """
 
-    def __init__(self, schema, cfg, *, rngs: nnx.Rngs):
-        T = schema.num_tasks
-        if T < 2:
+    def __init__(self, schema, cfg, *, rngs):
+        if schema.num_tasks < 2:
             raise ValueError(
                 f"model 'esmm' needs a click task and an order task; the data has tasks "
                 f"{list(schema.tasks)}"
             )
-        self.inputs = InputLayer(schema, cfg.embed_dim, rngs=rngs)
-        self.bottoms = StackedMLP(
-            T,
-            self.inputs.flat_dim,
-            cfg.expert_hidden,
-            activation=cfg.expert_activation,
-            dropout=cfg.dropout,
-            rngs=rngs,
-        )
-        self.towers = Towers(
-            T,
-            self.bottoms.out_features,
-            cfg.tower_hidden,
-            activation=cfg.tower_activation,
-            dropout=cfg.dropout,
-            rngs=rngs,
-        )
-
-    def __call__(self, batch, *, train: bool, key: jax.Array | None = None):
-        x = self.inputs(batch)["flat"]  # [B, I]
-        bottom_key = None if key is None else jax.random.fold_in(key, 0)
-        tower_key = None if key is None else jax.random.fold_in(key, 1)
-        h = self.bottoms(x, train=train, key=bottom_key)  # [B, T, H]
-        return {"logits": self.towers(h, train=train, key=tower_key)}  # [B, T]: ctr, cvr
+        super().__init__(schema, cfg, rngs=rngs)

@@ -38,6 +38,8 @@ class SingleTaskMLP(nnx.Module):
         )
 
     def __call__(self, batch, *, train: bool, key: jax.Array | None = None):
-        x = self.inputs(batch)["flat"]
-        h = self.bottoms(x, train=train, key=key)  # [B, T, H]
-        return {"logits": self.towers(h, train=train, key=key)}
+        x = self.inputs(batch)["flat"]  # [B, I]
+        bottom_key = None if key is None else jax.random.fold_in(key, 0)
+        tower_key = None if key is None else jax.random.fold_in(key, 1)
+        h = self.bottoms(x, train=train, key=bottom_key)  # [B, T, H]
+        return {"logits": self.towers(h, train=train, key=tower_key)}  # [B, T]
