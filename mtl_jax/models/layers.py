@@ -107,10 +107,11 @@ class StackedLinear(nnx.Module):
         slower on the paper's expert bank, forward and backward).
         """
         kernel = self.kernel[...].astype(x.dtype)
-        S, I, O = kernel.shape
+        stacks, fan_in, fan_out = kernel.shape
         bias = self.bias[...].astype(x.dtype)[:, None, :]
         if x.ndim == 2:
-            y = (x @ jnp.transpose(kernel, (1, 0, 2)).reshape(I, S * O)).reshape(-1, S, O)
+            y = x @ jnp.transpose(kernel, (1, 0, 2)).reshape(fan_in, stacks * fan_out)
+            y = y.reshape(-1, stacks, fan_out)
             return jnp.swapaxes(y, 0, 1) + bias
         return jnp.einsum("sbi,sio->sbo", x, kernel) + bias
 
