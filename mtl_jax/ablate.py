@@ -39,6 +39,11 @@ METRICS = (
     ("CLICK@2", "click@2"),
     ("ORDER@2", "order@2"),
 )
+# Reported too when the runs have them (synthetic data knows the true probabilities).
+ORACLE_METRICS = (
+    ("click oracle gap", "click/oracle_gap"),
+    ("order oracle gap", "order/oracle_gap"),
+)
 
 
 def paired_permutation_p(a, b) -> float:
@@ -107,16 +112,18 @@ def collect(root, names, seeds) -> dict:
 
 
 def table(results: dict, baseline: str) -> tuple[list[str], list[list[str]]]:
-    header = ["model", "seeds"]
-    for label, _ in METRICS:
-        header.append(label)
+    metrics = list(METRICS)
+    for label, key in ORACLE_METRICS:
+        if all(key in m for per_seed in results.values() for m in per_seed.values()):
+            metrics.append((label, key))
+    header = ["model", "seeds", *[label for label, _ in metrics]]
     header += ["click AUC vs base", "order AUC vs base", "p click", "p order"]
     rows = []
     base = results.get(baseline, {})
     for name, per_seed in results.items():
         seeds = sorted(per_seed)
         row = [name, str(len(seeds))]
-        for _, key in METRICS:
+        for _, key in metrics:
             vals = np.array([per_seed[s].get(key, math.nan) for s in seeds], float)
             std = vals.std(ddof=1) if len(vals) > 1 else 0.0
             row.append(f"{vals.mean():.4f} ± {std:.4f}")
@@ -191,14 +198,21 @@ def main(argv=None):
             )
             for v, c, extra, s in jobs
         ]
+        ran = 0
         for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
-            print(f"[{i}/{len(jobs)}] {fut.result()}", flush=True)
+            message = fut.result()
+            ran += message.startswith("done")
+            print(f"[{i}/{len(jobs)}] {message}", flush=True)
     results = collect(args.workdir, [v for v, _, _ in todo], seeds)
     baseline = args.baseline if args.baseline in results else next(iter(results))
     header, rows = table(results, baseline)
-    command = "python -m mtl_jax.ablate " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_tables(args.workdir, header, rows, command)
+    # A rerun that trained nothing (e.g. the notebook pointed at a finished ablation) keeps the
+    # tables and the command that made them.
+    if ran or not os.path.exists(os.path.join(args.workdir, "results.md")):
+        command = "python -m mtl_jax.ablate " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_tables(args.workdir, header, rows, command)
     print(open(os.path.join(args.workdir, "results.md")).read())
+    return header, rows
 
 
 if __name__ == "__main__":

@@ -52,8 +52,15 @@ def test_runner_builds_the_table_and_skips_finished_runs(tmp_path, monkeypatch):
     assert float(std) == pytest.approx(vals.std(ddof=1), abs=1e-4)
     assert by_name["mmoe"]["click AUC vs base"] == "baseline"
     assert by_name["mlp"]["click AUC vs base"].endswith("%")
-    assert "| model |" in open(tmp_path / "results.md").read()
-    # A second invocation finds every run finished and trains nothing.
+    gaps = np.array([r["order/oracle_gap"] for r in runs])
+    assert float(by_name["mlp"]["order oracle gap"].split(" ± ")[0]) == pytest.approx(
+        gaps.mean(), abs=1e-4
+    )
+    table_md = open(tmp_path / "results.md").read()
+    assert "| model |" in table_md
+    # A second invocation finds every run finished, trains nothing and keeps the tables (with the
+    # command that made them).
     stamp = os.path.getmtime(tmp_path / "mlp" / "seed0" / "final_metrics.json")
-    ablate.main(argv)
+    ablate.main([*argv[:6], "--parallel", "2", *argv[6:]])
     assert os.path.getmtime(tmp_path / "mlp" / "seed0" / "final_metrics.json") == stamp
+    assert open(tmp_path / "results.md").read() == table_md
