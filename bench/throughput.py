@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
 from configs import common  # noqa: E402
 from mtl_jax import optim, sharding, steps  # noqa: E402
@@ -72,7 +73,10 @@ def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
             prefetch=config.prefetch,
         )
     )
-    for _ in range(warmup):
+    first = sharding.to_global(next(it), mesh)
+    flops = step_flops(train_step, state, first)
+    state, m = train_step(state, first)
+    for _ in range(warmup - 1):
         state, m = train_step(state, sharding.to_global(next(it), mesh))
     jax.block_until_ready(m["loss"])
     t0 = time.perf_counter()
@@ -84,7 +88,41 @@ def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
         "examples_per_sec": steps_to_time * config.batch_size / dt,
         "step_ms": 1000 * dt / steps_to_time,
         "params": count_params(params),
+        "flops_per_example": flops / config.batch_size,
+        "gflops_per_sec": flops * steps_to_time / dt / 1e9,
     }
+
+
+def step_flops(jitted_step, *args) -> float:
+    """FLOPs of one compiled step by XLA's cost analysis (all devices together)."""
+    cost = jitted_step.lower(*args).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):  # one entry per device program in some jax versions
+        cost = cost[0]
+    return float(cost["flops"]) * (1 if jax.device_count() == 1 else jax.device_count())
+
+
+def gemm_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Achieved GFLOP/s of an fp32 [n, n] × [n, n] matmul on device 0: the roofline's ceiling."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(mm(a))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            out = mm(a)
+        jax.block_until_ready(out)
+        best = min(best, (time.perf_counter() - t0) / repeats)
+    return 2 * n**3 / best / 1e9
+
+
+def roofline_line(result: dict, peak_gflops: float) -> str:
+    return (
+        f"roofline: {result['flops_per_example'] / 1e6:.1f} MFLOP/example (XLA cost analysis), "
+        f"{result['gflops_per_sec']:.1f} GFLOP/s achieved = "
+        f"{100 * result['gflops_per_sec'] / peak_gflops:.0f}% of the fp32 GEMM peak "
+        f"{peak_gflops:.1f} GFLOP/s measured in this run"
+    )
 
 
 def main():
@@ -109,6 +147,7 @@ def main():
         f"params={r['params']:,} compute_dtype={config.compute_dtype}"
     )
     print(f"train examples/s: {r['examples_per_sec']:,.0f}  ({r['step_ms']:.1f} ms/step)")
+    print(roofline_line(r, gemm_peak_gflops()))
 
 
 if __name__ == "__main__":

@@ -26,5 +26,5 @@ class SoftmaxGates(nnx.Module):
         self.out = StackedLinear(num_gates, self.hidden.out_features, num_experts, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        h = self.hidden(x, train=train)  # [B, G, I'] (or x broadcast when no hidden layers)
+        h = self.hidden(x, train=train, keep_shared=True)  # [B, G, I'], or x when no hidden layers
         return jax.nn.softmax(self.out(h).astype("float32"), axis=-1)  # [B, G, E]

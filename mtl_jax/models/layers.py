@@ -153,9 +153,20 @@ class StackedMLP(nnx.Module):
         self.num_stacks = num_stacks
         self.out_features = dims[-1]
 
-    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool,
+        key: jax.Array | None = None,
+        keep_shared: bool = False,
+    ) -> jax.Array:
+        """``keep_shared``: with no layers, return a shared ``[B, I]`` input as it is instead of
+        broadcasting it over the stacks — for a following ``StackedLinear``, which maps a shared
+        input with one GEMM (a broadcast input costs a batched matmul and, in the backward pass,
+        a sum over the stacks)."""
         if not self.layers:
-            if x.ndim == 2:
+            if x.ndim == 2 and not keep_shared:
                 return jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_stacks, x.shape[1]))
             return x
         if x.ndim == 3:

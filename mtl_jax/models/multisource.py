@@ -77,7 +77,7 @@ class FeatureSpaceMapping(nnx.Module):
         self.num_sources = num_sources
 
     def __call__(self, x: jax.Array, source: jax.Array, *, train: bool) -> jax.Array:
-        every = self.out(self.hidden(x, train=train))  # [B, S, shared]
+        every = self.out(self.hidden(x, train=train, keep_shared=True))  # [B, S, shared]
         onehot = jax.nn.one_hot(source, self.num_sources, dtype=every.dtype)  # [B, S]
         return jnp.einsum("bs,bsd->bd", onehot, every)  # [B, shared]: the row's own source
 
@@ -111,7 +111,8 @@ class SourceDiscriminator(nnx.Module):
         valid: jax.Array | None = None,
     ) -> tuple[jax.Array, dict]:
         h = gradient_reversal(shared, self.adversarial_weight)  # [B, shared]
-        logits = self.out(self.hidden(h, train=train))[:, 0].astype(jnp.float32)  # [B, S]
+        h = self.hidden(h, train=train, keep_shared=True)
+        logits = self.out(h)[:, 0].astype(jnp.float32)  # [B, S]
         ce = -jnp.take_along_axis(
             jax.nn.log_softmax(logits, axis=-1), source[:, None].astype(jnp.int32), axis=-1
         )[:, 0]  # [B]
