@@ -43,7 +43,7 @@ def get_base_config(arg: str | None = None, *, model: str = "mmoe") -> ml_collec
     c.data.synthetic = ml_collections.ConfigDict(
         dict(
             seed=args.seed,
-            num_train=1_000_000,
+            num_train=800_000,
             num_val=100_000,
             num_test=100_000,
             vocab_scale=1.0,

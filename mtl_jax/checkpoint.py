@@ -8,6 +8,7 @@ against abstract shapes carrying the target shardings, so it lands directly on t
 from __future__ import annotations
 
 import json
+import os
 
 import grain
 import jax
@@ -16,8 +17,9 @@ import orbax.checkpoint as ocp
 
 class Checkpointer:
     def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+        # Orbax's storage layer needs an absolute path; users pass e.g. ``--workdir runs/mmoe``.
         self.manager = ocp.CheckpointManager(
-            directory,
+            os.path.abspath(directory),
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
             ),

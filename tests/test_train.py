@@ -113,9 +113,11 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
     ]
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     _cli(*base, "--workdir", straight, "--config.num_steps=20")
-    _cli(*base, "--workdir", resumed, "--config.num_steps=10")
+    # The resumed run names its workdir relative to the current directory, as the README does.
+    resumed_rel = os.path.relpath(resumed, ROOT)
+    _cli(*base, "--workdir", resumed_rel, "--config.num_steps=10")
     assert Checkpointer(os.path.join(resumed, "checkpoints")).latest_step() == 10
-    _cli(*base, "--workdir", resumed, "--config.num_steps=20")
+    _cli(*base, "--workdir", resumed_rel, "--config.num_steps=20")
 
     config = runlocal(num_steps=20, checkpoint_every_steps=10)
     config.mesh.data = 1
