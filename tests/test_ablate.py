@@ -30,6 +30,8 @@ def test_runner_builds_the_table_and_skips_finished_runs(tmp_path, monkeypatch):
         "--workdir",
         str(tmp_path),
         "--runlocal",
+        "--parallel",
+        "2",
         "--set",
         "num_steps=6",
         "eval_every_steps=100",
@@ -61,6 +63,6 @@ def test_runner_builds_the_table_and_skips_finished_runs(tmp_path, monkeypatch):
     # A second invocation finds every run finished, trains nothing and keeps the tables (with the
     # command that made them).
     stamp = os.path.getmtime(tmp_path / "mlp" / "seed0" / "final_metrics.json")
-    ablate.main([*argv[:6], "--parallel", "2", *argv[6:]])
+    ablate.main([*argv[:7], "--parallel", "1", *argv[9:]])  # another command line
     assert os.path.getmtime(tmp_path / "mlp" / "seed0" / "final_metrics.json") == stamp
     assert open(tmp_path / "results.md").read() == table_md
