@@ -88,23 +88,25 @@ def test_train_step_compiles_once(tmp_path, monkeypatch):
     loop.train_and_evaluate(config, str(tmp_path))  # raises if either step is traced twice
 
 
-def test_four_devices_equal_one_device(tmp_path):
+def assert_one_and_four_devices_agree(config, tmp_path, logged=("loss",)):
+    """Trains ``config`` on 1 and on 4 devices: same params, model state and logged values."""
     assert jax.device_count() == 4
-    results = {}
+    results, values = {}, {}
     for n in (1, 4):
-        config = runlocal(num_steps=8, checkpoint_every_steps=100)
         config.mesh.data = n
         loop.train_and_evaluate(config, str(tmp_path / str(n)))
         results[n] = restore_state(str(tmp_path / str(n)), config)
+        rows = [json.loads(x) for x in open(tmp_path / str(n) / "metrics.jsonl")]
+        values[n] = [[r[k] for k in logged] for r in rows if r["split"] == "train"]
     chex.assert_trees_all_close(results[1].params, results[4].params, rtol=2e-4, atol=2e-6)
     chex.assert_trees_all_close(
         results[1].model_state, results[4].model_state, rtol=2e-4, atol=2e-6
     )
-    train_losses = {}
-    for n in (1, 4):
-        rows = [json.loads(x) for x in open(tmp_path / str(n) / "metrics.jsonl")]
-        train_losses[n] = [r["loss"] for r in rows if r["split"] == "train"]
-    np.testing.assert_allclose(train_losses[1], train_losses[4], rtol=1e-4)
+    np.testing.assert_allclose(values[1], values[4], rtol=1e-4)
+
+
+def test_four_devices_equal_one_device(tmp_path):
+    assert_one_and_four_devices_agree(runlocal(num_steps=8, checkpoint_every_steps=100), tmp_path)
 
 
 def _cli(*args):

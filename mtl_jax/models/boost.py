@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mtl_jax.models.experts import check_expert_shape
 from mtl_jax.models.layers import StackedMLP
 
 BOOST_ACTIVATIONS = ("relu", "prelu", "none")
@@ -56,10 +57,7 @@ class BoostingExperts(nnx.Module):
         dropout: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        if num_experts < 1:
-            raise ValueError(f"config.model.num_experts must be >= 1, got {num_experts}")
-        if not hidden:
-            raise ValueError("config.model.expert_hidden must name at least one layer width")
+        check_expert_shape(num_experts, hidden)
         if activation not in BOOST_ACTIVATIONS:
             raise ValueError(
                 f"config.model.expert_activation must be one of {BOOST_ACTIVATIONS} with "
