@@ -9,10 +9,12 @@ Every run is ``python -m mtl_jax.train --config configs/<name>.py[:runlocal],see
 own process and workdir (``<workdir>/<variant>/seed<k>``); a run whose ``final_metrics.json``
 exists is skipped, so an interrupted ablation resumes where it stopped. ``--sweep key=v1,v2``
 turns each config into one variant per value (the paper's section 4.3 studies: embedding
-dimension, export weight, epochs, layers).
+dimension, export weight, epochs, layers). ``--data-config census`` runs every model on another
+dataset: ``configs/census.py:model=<name>,seed=<k>``.
 
-The table reports, per variant, mean ± std over seeds of the test split's click AUC, order AUC,
-loss, CLICK@2 and ORDER@2, the relative change of the mean AUCs against the baseline (MMoE by
+The table reports, per variant, mean ± std over seeds of the test split's AUC of each task (click,
+order; income, never_married on census), loss, CLICK@2 and ORDER@2 (the hit rate of each task),
+the relative change of the mean AUCs against the baseline (MMoE by
 default), and a paired test against the baseline over the shared seeds: an exact sign-flip
 permutation test of the mean paired difference (two-sided; with 5 seeds the smallest possible
 p-value is 2/32 = 0.0625, so "significant at 0.05" needs at least 6 seeds — the table says so).
@@ -32,18 +34,19 @@ import sys
 
 import numpy as np
 
-METRICS = (
-    ("click AUC", "click/auc"),
-    ("order AUC", "order/auc"),
-    ("loss", "loss"),
-    ("CLICK@2", "click@2"),
-    ("ORDER@2", "order@2"),
-)
-# Reported too when the runs have them (synthetic data knows the true probabilities).
-ORACLE_METRICS = (
-    ("click oracle gap", "click/oracle_gap"),
-    ("order oracle gap", "order/oracle_gap"),
-)
+DEFAULT_TASKS = ("click", "order")
+
+
+def metric_columns(tasks, top_n: int = 2, oracle: bool = False) -> list[tuple[str, str]]:
+    """(column label, final_metrics key) of the table for these task names: per task AUC, the
+    loss, per task hit rate @N (CLICK@2, ORDER@2), and with ``oracle`` (synthetic data knows the
+    true probabilities) per task oracle gap."""
+    cols = [(f"{t} AUC", f"{t}/auc") for t in tasks]
+    cols.append(("loss", "loss"))
+    cols += [(f"{t.upper()}@{top_n}", f"{t}@{top_n}") for t in tasks]
+    if oracle:
+        cols += [(f"{t} oracle gap", f"{t}/oracle_gap") for t in tasks]
+    return cols
 
 
 def paired_permutation_p(a, b) -> float:
@@ -74,18 +77,28 @@ def variants(configs, sweeps):
     return out
 
 
-def run_one(root, configs_dir, variant, config, extra, seed, runlocal, overrides) -> str:
+def config_spec(configs_dir, config, seed, runlocal, data_config=None) -> str:
+    """The ``--config`` argument of one run: ``configs/<config>.py:[runlocal,]seed=<k>``, or with
+    a data config (e.g. ``census``) ``configs/<data_config>.py:model=<config>,seed=<k>``."""
+    arg = ("runlocal," if runlocal else "") + f"seed={seed}"
+    if data_config:
+        return f"{os.path.join(configs_dir, data_config)}.py:model={config},{arg}"
+    return f"{os.path.join(configs_dir, config)}.py:{arg}"
+
+
+def run_one(
+    root, configs_dir, variant, config, extra, seed, runlocal, overrides, data_config=None
+) -> str:
     workdir = os.path.join(root, variant, f"seed{seed}")
     if os.path.exists(os.path.join(workdir, "final_metrics.json")):
         return f"skip {variant} seed {seed} (finished)"
     os.makedirs(workdir, exist_ok=True)
-    arg = ("runlocal," if runlocal else "") + f"seed={seed}"
     cmd = [
         sys.executable,
         "-m",
         "mtl_jax.train",
         "--config",
-        f"{os.path.join(configs_dir, config)}.py:{arg}",
+        config_spec(configs_dir, config, seed, runlocal, data_config),
         "--workdir",
         workdir,
         *[f"--config.{o}" for o in overrides],
@@ -111,13 +124,27 @@ def collect(root, names, seeds) -> dict:
     return out
 
 
-def table(results: dict, baseline: str) -> tuple[list[str], list[list[str]]]:
-    metrics = list(METRICS)
-    for label, key in ORACLE_METRICS:
-        if all(key in m for per_seed in results.values() for m in per_seed.values()):
-            metrics.append((label, key))
+def run_tasks(root, results: dict) -> tuple[str, ...]:
+    """The task names of the runs (from a run's ``schema.json``; click/order if none has one)."""
+    for name, per_seed in results.items():
+        for seed in per_seed:
+            path = os.path.join(root, name, f"seed{seed}", "schema.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    return tuple(json.load(f)["tasks"])
+    return DEFAULT_TASKS
+
+
+def table(results: dict, baseline: str, tasks=DEFAULT_TASKS) -> tuple[list[str], list[list[str]]]:
+    runs = [m for per_seed in results.values() for m in per_seed.values()]
+    top_n = next(
+        (int(k.split("@")[1]) for m in runs for k in m if k.startswith(f"{tasks[0]}@")), 2
+    )
+    oracle = all(f"{t}/oracle_gap" in m for t in tasks for m in runs)
+    metrics = metric_columns(tasks, top_n, oracle)
     header = ["model", "seeds", *[label for label, _ in metrics]]
-    header += ["click AUC vs base", "order AUC vs base", "p click", "p order"]
+    header += [f"{t} AUC vs base" for t in tasks] + [f"p {t}" for t in tasks]
+    auc_keys = [f"{t}/auc" for t in tasks]
     rows = []
     base = results.get(baseline, {})
     for name, per_seed in results.items():
@@ -127,14 +154,14 @@ def table(results: dict, baseline: str) -> tuple[list[str], list[list[str]]]:
             vals = np.array([per_seed[s].get(key, math.nan) for s in seeds], float)
             std = vals.std(ddof=1) if len(vals) > 1 else 0.0
             row.append(f"{vals.mean():.4f} ± {std:.4f}")
-        for key in ("click/auc", "order/auc"):
+        for key in auc_keys:
             if name == baseline or not base:
                 row.append("baseline" if name == baseline else "")
                 continue
             mine = np.mean([per_seed[s][key] for s in seeds])
             ref = np.mean([base[s][key] for s in sorted(base)])
             row.append(f"{100 * (mine - ref) / ref:+.2f}%")
-        for key in ("click/auc", "order/auc"):
+        for key in auc_keys:
             shared = sorted(set(seeds) & set(base))
             if name == baseline or not shared:
                 row.append("")
@@ -169,6 +196,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--configs", required=True, help="comma-separated names under --configs-dir")
     ap.add_argument("--configs-dir", default="configs")
+    ap.add_argument(
+        "--data-config",
+        help="a dataset config taking model=NAME (e.g. census): each run is "
+        "<configs-dir>/<data-config>.py:model=<config>,seed=<k>",
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--runlocal", action="store_true")
@@ -178,7 +210,7 @@ def main(argv=None):
     ap.add_argument("--baseline", default="mmoe")
     args = ap.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
-    for c in configs:
+    for c in configs + ([args.data_config] if args.data_config else []):
         if not os.path.exists(os.path.join(args.configs_dir, c + ".py")):
             raise SystemExit(f"--configs: no config file {os.path.join(args.configs_dir, c)}.py")
     sweeps = []
@@ -194,7 +226,16 @@ def main(argv=None):
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         futures = [
             pool.submit(
-                run_one, args.workdir, args.configs_dir, v, c, extra, s, args.runlocal, args.set
+                run_one,
+                args.workdir,
+                args.configs_dir,
+                v,
+                c,
+                extra,
+                s,
+                args.runlocal,
+                args.set,
+                args.data_config,
             )
             for v, c, extra, s in jobs
         ]
@@ -205,7 +246,7 @@ def main(argv=None):
             print(f"[{i}/{len(jobs)}] {message}", flush=True)
     results = collect(args.workdir, [v for v, _, _ in todo], seeds)
     baseline = args.baseline if args.baseline in results else next(iter(results))
-    header, rows = table(results, baseline)
+    header, rows = table(results, baseline, run_tasks(args.workdir, results))
     # A rerun that trained nothing (e.g. the notebook pointed at a finished ablation) keeps the
     # tables and the command that made them.
     if ran or not os.path.exists(os.path.join(args.workdir, "results.md")):

@@ -66,3 +66,39 @@ def test_runner_builds_the_table_and_skips_finished_runs(tmp_path, monkeypatch):
     ablate.main([*argv[:7], "--parallel", "1", *argv[9:]])  # another command line
     assert os.path.getmtime(tmp_path / "mlp" / "seed0" / "final_metrics.json") == stamp
     assert open(tmp_path / "results.md").read() == table_md
+
+
+def test_table_names_the_tasks_of_the_runs_and_the_census_config_spec(tmp_path):
+    """Census runs (tasks income / never_married, no oracle): the columns follow the tasks read
+    from the runs' schema.json; ``--data-config census`` runs ``configs/census.py:model=<name>``."""
+    per_model = {"mmoe": [0.90, 0.91], "ple": [0.92, 0.94]}
+    for name, aucs in per_model.items():
+        for seed, auc in enumerate(aucs):
+            d = tmp_path / name / f"seed{seed}"
+            d.mkdir(parents=True)
+            (d / "schema.json").write_text(json.dumps({"tasks": ["income", "never_married"]}))
+            test = {
+                "income/auc": auc,
+                "never_married/auc": 0.98,
+                "loss": 0.3,
+                "income@2": 0.1,
+                "never_married@2": 0.2,
+            }
+            (d / "final_metrics.json").write_text(json.dumps({"test": test, "val": test}))
+    results = ablate.collect(str(tmp_path), ["mmoe", "ple"], [0, 1])
+    tasks = ablate.run_tasks(str(tmp_path), results)
+    assert tasks == ("income", "never_married")
+    header, rows = ablate.table(results, "mmoe", tasks)
+    assert header == [
+        "model", "seeds", "income AUC", "never_married AUC", "loss", "INCOME@2",
+        "NEVER_MARRIED@2", "income AUC vs base", "never_married AUC vs base", "p income",
+        "p never_married",
+    ]  # fmt: skip
+    ple = dict(zip(header, rows[1]))
+    assert ple["income AUC"] == f"{0.93:.4f} ± {np.std([0.92, 0.94], ddof=1):.4f}"
+    assert ple["income AUC vs base"] == f"{100 * (0.93 - 0.905) / 0.905:+.2f}%"
+    assert ple["p income"] == "0.500"  # 2 seeds, both better: 2 of 4 sign patterns
+    assert ablate.config_spec("configs", "ple", 3, False, "census") == (
+        "configs/census.py:model=ple,seed=3"
+    )
+    assert ablate.config_spec("configs", "ple", 3, True) == "configs/ple.py:runlocal,seed=3"

@@ -3,13 +3,21 @@
 import json
 import os
 
+import jax
 import pytest
 
 from configs import census
 from mtl_jax import config_check, loop
 from mtl_jax.data import datasets
+from mtl_jax.models import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOT_MODELS = {"__init__", "common", "census", "aliccp"}
+MODEL_CONFIGS = sorted(
+    f[:-3]
+    for f in os.listdir(os.path.join(ROOT, "configs"))
+    if f.endswith(".py") and f[:-3] not in NOT_MODELS
+)
 
 
 def test_config_matches_the_task_and_a_missing_path_is_named(monkeypatch, tmp_path):
@@ -50,3 +58,29 @@ def test_mmoe_reaches_the_paper_level_auc(shared_data, tmp_path, monkeypatch):
     assert test["income/rows"] == 9_976
     assert test["income/auc"] >= 0.90
     assert test["never_married/auc"] >= 0.97
+
+
+def test_every_suited_model_builds_on_census_and_the_others_are_refused(shared_data, monkeypatch):
+    """``configs/census.py:model=NAME`` (what ``ablate --data-config census`` runs): the census
+    data, loss and sizes with each model; a model needing a cascade, a sequence or sources is
+    refused by name."""
+    monkeypatch.chdir(ROOT)
+    path = os.path.join(shared_data, "census-income", "deepctr", "census-income.sample")
+    suited = [m for m in MODEL_CONFIGS if m not in census.UNSUITED]
+    assert {"mmoe", "ple", "coarse_attention", "expert_attention", "boost_experts"} <= set(suited)
+    schema = None
+    for name in suited:
+        c = census.get_config(f"model={name},runlocal")
+        assert c.model.name == name and c.data.kind == "census" and c.loss.cascade == "none"
+        c.data.path = path
+        if schema is None:
+            schema, splits = datasets.load(c.data)
+        config_check.validate(c, schema)
+        model = registry.build_model(schema, c.model, seed=0)
+        batch = {k: v[:4] for k, v in datasets.model_inputs(splits["train"]).items()}
+        out = model(batch, train=False)
+        assert out["logits"].shape == (4, 2), name
+        assert bool(jax.numpy.isfinite(out["logits"]).all()), name
+    for name in census.UNSUITED:
+        with pytest.raises(ValueError, match=f"model='{name}' needs"):
+            census.get_config(f"model={name}")
