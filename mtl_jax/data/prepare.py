@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import multiprocessing
 import os
 import shutil
 import sys
@@ -67,7 +66,7 @@ import time
 import numpy as np
 
 from mtl_jax.data import aliccp_raw as ar
-from mtl_jax.data import shards
+from mtl_jax.data import shards, workers
 from mtl_jax.data.errors import BadLines, DataError
 from mtl_jax.data.schema import CategoricalFeature, Schema, SequenceFeature
 from mtl_jax.data.synthetic import DENSE, FIELDS, TASKS
@@ -350,22 +349,6 @@ def read_block(task: tuple[int, int, bool]) -> BlockResult:
     )
 
 
-def _ordered(fn, tasks, workers: int):
-    """``fn`` over ``tasks`` in order, with at most ``2 * workers`` blocks in flight."""
-    if workers <= 1:
-        for t in tasks:
-            yield fn(t)
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending = collections.deque()
-        for t in tasks:
-            pending.append(pool.apply_async(fn, (t,)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
 # ---- the job ----------------------------------------------------------------------------------
 
 
@@ -413,7 +396,9 @@ class _Job:
         first_line = 1
         try:
             tasks = ar.plan_blocks(sk_path, self.o.chunk_bytes)
-            for res in _ordered(read_block, tasks, self.o.workers):
+            for res in workers.ordered_map(
+                read_block, tasks, self.o.workers, shared_bytes=8 * self.o.chunk_bytes + (1 << 20)
+            ):
                 self._report(res, first_line, sk_path, cm_path, stats)
                 self._consume(res, split, first_line)
                 first_line += res.n_lines
@@ -597,8 +582,14 @@ class _Job:
             for s in shards.SPLITS
         }
         _CTX.clear()
+        # One table over all fields (field f's provisional id p is entry offsets[f] + p), so a
+        # block of rows is remapped with one gather instead of one per field.
+        offsets = np.cumsum([0] + [len(f) for f in finals[:-1]]).astype(np.int32)
+        field_of = np.repeat(np.arange(ar.NUM_FIELDS, dtype=np.int32), [len(f) for f in finals])
         _CTX.update(
-            out=o.out, finals=finals, classes=classes, user_map=user_map, lo=lo, span=span,
+            out=o.out, final=np.concatenate(finals), offsets=offsets,
+            cls=np.concatenate(classes), code=np.concatenate(classes) + 4 * field_of,
+            user_map=user_map, lo=lo.astype(np.float32), span=span.astype(np.float32),
             max_bag_len=o.max_bag_len,
         )  # fmt: skip
         tasks = [
@@ -608,7 +599,7 @@ class _Job:
         ]
         counts = {s: np.zeros((ar.NUM_FIELDS + ar.NUM_BAGS, 4), np.int64) for s in shards.SPLITS}
         try:
-            for (s, _, _), c in zip(tasks, _ordered(remap_rows, tasks, o.workers)):
+            for (s, _, _), c in zip(tasks, workers.ordered_map(remap_rows, tasks, o.workers)):
                 counts[s] += c
         finally:
             _CTX.clear()
@@ -650,37 +641,35 @@ def remap_rows(task: tuple[str, int, int]) -> np.ndarray:
     provisional → final user ids. Returns [F + NB, 4] counts of (missing, kept, rare, unseen).
 
     Each chunk of rows is mapped on its own (``shards.open_rows``), so the resident memory stays
-    at one chunk whatever the size of the split.
+    at one chunk whatever the size of the split. Ids go through the all-fields tables of
+    ``finish`` (one gather per column and chunk) and are written straight into the map.
     """
     split, a, b = task
     x = _CTX
-    names = ["cat", "user", "dense"]
-    if x["max_bag_len"]:
-        names += [f"bag_{f}_ids" for f in ar.BAG_FIELDS]
-    counts = np.zeros((ar.NUM_FIELDS + ar.NUM_BAGS, 4), np.int64)
+    F = ar.NUM_FIELDS
+    counts = np.zeros((F + ar.NUM_BAGS, 4), np.int64)
+
+    def cols(name, lo, hi):
+        return shards.open_rows(os.path.join(x["out"], split, f"{name}.npy"), lo, hi)
+
     for lo in range(a, b, _REMAP_ROWS):
         hi = min(b, lo + _REMAP_ROWS)
-        cols = {
-            k: shards.open_rows(os.path.join(x["out"], split, f"{k}.npy"), lo, hi) for k in names
-        }
-        cat_t = np.array(cols["cat"].T)  # [F, R]: each field contiguous
-        for f in range(ar.NUM_FIELDS):
-            prov = cat_t[f]
-            counts[f] += np.bincount(x["classes"][f][prov], minlength=4)
-            np.take(x["finals"][f], prov, out=cat_t[f])
-        cols["cat"][:] = cat_t.T
-        cols["user"][:] = x["user_map"][np.asarray(cols["user"])]
-        d = np.array(cols["dense"])
-        d -= x["lo"]
-        d /= x["span"]
-        cols["dense"][:] = np.clip(d, 0.0, 1.0, out=d)
+        cat = cols("cat", lo, hi)
+        idx = cat + x["offsets"]  # [R, F] positions in the all-fields tables
+        counts[:F] += np.bincount(x["code"][idx].ravel(), minlength=4 * F).reshape(F, 4)
+        np.take(x["final"], idx, out=cat, mode="clip")
+        user = cols("user", lo, hi)
+        np.take(x["user_map"], np.array(user), out=user, mode="clip")
+        dense = cols("dense", lo, hi)
+        np.subtract(dense, x["lo"], out=dense)
+        np.divide(dense, x["span"], out=dense)
+        np.clip(dense, 0.0, 1.0, out=dense)
         for s, name in enumerate(ar.BAG_FIELDS if x["max_bag_len"] else ()):
-            f = ar.FIELD_INDEX[name]
-            prov = np.array(cols[f"bag_{name}_ids"])
-            counts[ar.NUM_FIELDS + s] += np.bincount(x["classes"][f][prov].ravel(), minlength=4)
-            cols[f"bag_{name}_ids"][:] = np.take(x["finals"][f], prov)
-        for arr in cols.values():
-            arr.flush()
+            ids = cols(f"bag_{name}_ids", lo, hi)
+            idx = ids + x["offsets"][ar.FIELD_INDEX[name]]
+            counts[F + s] += np.bincount(x["cls"][idx].ravel(), minlength=4)
+            np.take(x["final"], idx, out=ids, mode="clip")
+        del cat, user, dense  # unmapped: dirty pages go back to the page cache, not kept resident
     return counts
 
 
