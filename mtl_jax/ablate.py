@@ -137,9 +137,7 @@ def run_tasks(root, results: dict) -> tuple[str, ...]:
 
 def table(results: dict, baseline: str, tasks=DEFAULT_TASKS) -> tuple[list[str], list[list[str]]]:
     runs = [m for per_seed in results.values() for m in per_seed.values()]
-    top_n = next(
-        (int(k.split("@")[1]) for m in runs for k in m if k.startswith(f"{tasks[0]}@")), 2
-    )
+    top_n = next((int(k.split("@")[1]) for m in runs for k in m if k.startswith(f"{tasks[0]}@")), 2)
     oracle = all(f"{t}/oracle_gap" in m for t in tasks for m in runs)
     metrics = metric_columns(tasks, top_n, oracle)
     header = ["model", "seeds", *[label for label, _ in metrics]]
