@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -61,18 +62,42 @@ def paired_permutation_p(a, b) -> float:
     return float(np.mean(means >= observed - 1e-15))
 
 
-def variants(configs, sweeps):
-    """(variant name, config name, extra overrides) for every config × sweep value."""
+def parse_configs(text: str) -> list[tuple[str, list[str]]]:
+    """``--configs`` → [(config name, overrides)]: ``mmoe,ple`` or, with overrides of one
+    variant, ``multisource[model.adversarial_weight=0.0]`` (several joined by ``;``)."""
     out = []
-    for name in configs:
-        if not sweeps:
-            out.append((name, name, []))
+    for item in re.split(r",(?![^\[]*\])", text):  # commas outside brackets
+        if not item:
             continue
-        keys = [k for k, _ in sweeps]
+        m = re.fullmatch(r"([\w.-]+)(?:\[([^\]]*)\])?", item)
+        if m is None:
+            raise SystemExit(f"--configs: cannot read {item!r}; expected name or name[key=v;...]")
+        overrides = [o for o in (m.group(2) or "").split(";") if o]
+        for o in overrides:
+            if "=" not in o:
+                raise SystemExit(f"--configs {item!r}: override {o!r} is not key=value")
+        out.append((m.group(1), overrides))
+    return out
+
+
+def variants(configs, sweeps):
+    """(variant name, config name, extra overrides) for every config × sweep value.
+
+    ``configs`` are names or (name, overrides) pairs; a variant with overrides is named
+    ``name[key=v]`` (the last part of each key), as a sweep value is.
+    """
+    out = []
+    for entry in configs:
+        name, own = (entry, []) if isinstance(entry, str) else entry
         for values in itertools.product(*[v for _, v in sweeps]):
-            label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
+            pairs = [o.split("=", 1) for o in own] + list(zip([k for k, _ in sweeps], values))
+            label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in pairs)
             out.append(
-                (f"{name}[{label}]", name, [f"--config.{k}={v}" for k, v in zip(keys, values)])
+                (
+                    f"{name}[{label}]" if pairs else name,
+                    name,
+                    [f"--config.{k}={v}" for k, v in pairs],
+                )
             )
     return out
 
@@ -192,7 +217,12 @@ def write_tables(root: str, header, rows, command: str) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--configs", required=True, help="comma-separated names under --configs-dir")
+    ap.add_argument(
+        "--configs",
+        required=True,
+        help="comma-separated names under --configs-dir; name[key=v;key2=v2] is a variant of a "
+        "config with its own overrides (e.g. multisource[model.adversarial_weight=0.0])",
+    )
     ap.add_argument("--configs-dir", default="configs")
     ap.add_argument(
         "--data-config",
@@ -207,8 +237,8 @@ def main(argv=None):
     ap.add_argument("--sweep", nargs="*", default=[], help="key=v1,v2,... (one variant per value)")
     ap.add_argument("--baseline", default="mmoe")
     args = ap.parse_args(argv)
-    configs = [c for c in args.configs.split(",") if c]
-    for c in configs + ([args.data_config] if args.data_config else []):
+    configs = parse_configs(args.configs)
+    for c in [n for n, _ in configs] + ([args.data_config] if args.data_config else []):
         if not os.path.exists(os.path.join(args.configs_dir, c + ".py")):
             raise SystemExit(f"--configs: no config file {os.path.join(args.configs_dir, c)}.py")
     sweeps = []

@@ -102,3 +102,23 @@ def test_table_names_the_tasks_of_the_runs_and_the_census_config_spec(tmp_path):
         "configs/census.py:model=ple,seed=3"
     )
     assert ablate.config_spec("configs", "ple", 3, True) == "configs/ple.py:runlocal,seed=3"
+
+
+def test_a_config_variant_with_its_own_overrides():
+    configs = ablate.parse_configs(
+        "mmoe,multisource[model.adversarial_weight=0.0;model.shared_dim=8]"
+    )
+    assert configs == [
+        ("mmoe", []),
+        ("multisource", ["model.adversarial_weight=0.0", "model.shared_dim=8"]),
+    ]
+    assert ablate.variants(configs, []) == [
+        ("mmoe", "mmoe", []),
+        (
+            "multisource[adversarial_weight=0.0,shared_dim=8]",
+            "multisource",
+            ["--config.model.adversarial_weight=0.0", "--config.model.shared_dim=8"],
+        ),
+    ]
+    with pytest.raises(SystemExit, match="not key=value"):
+        ablate.parse_configs("mmoe[model.embed_dim]")
