@@ -175,8 +175,10 @@ def table(results: dict, baseline: str, tasks=DEFAULT_TASKS) -> tuple[list[str],
         row = [name, str(len(seeds))]
         for _, key in metrics:
             vals = np.array([per_seed[s].get(key, math.nan) for s in seeds], float)
-            std = vals.std(ddof=1) if len(vals) > 1 else 0.0
-            row.append(f"{vals.mean():.4f} ± {std:.4f}")
+            # One seed has no spread: the mean alone, not a misleading "± 0".
+            row.append(
+                f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}" if len(vals) > 1 else f"{vals[0]:.4f}"
+            )
         for key in auc_keys:
             if name == baseline or not base:
                 row.append("baseline" if name == baseline else "")
@@ -186,7 +188,7 @@ def table(results: dict, baseline: str, tasks=DEFAULT_TASKS) -> tuple[list[str],
             row.append(f"{100 * (mine - ref) / ref:+.2f}%")
         for key in auc_keys:
             shared = sorted(set(seeds) & set(base))
-            if name == baseline or not shared:
+            if name == baseline or len(shared) < 2:  # one pair cannot be tested
                 row.append("")
                 continue
             p = paired_permutation_p(
