@@ -23,3 +23,5 @@ def set_multisource_options(c, *, runlocal: bool) -> None:
     c.model.mapping_hidden = ()
     c.model.discriminator_hidden = (16,) if runlocal else (64,)
     c.model.adversarial_weight = 0.1
+    # "reversal" (DANN) or "confusion": see mtl_jax/models/multisource.py on saturation.
+    c.model.adversarial_objective = "reversal"

@@ -300,6 +300,48 @@ def test_multisource_adversarial_gradients(monkeypatch):
     assert max(float(jnp.abs(t).max()) for t in jax.tree.leaves(mapping(without))) > 0
 
 
+def test_multisource_confusion_objective_gradients():
+    # "confusion": D descends its cross-entropy on the detached representation (no gradient into
+    # the mapping from it); the mapping descends λ · CE(uniform, D(h)) through a frozen D (no
+    # gradient into D from it). Unlike the reversal, that gradient does not vanish when D is sure.
+    schema = multisource_schema()
+    batch = multisource_batch(schema, 24)
+    lam = 0.25
+    cfg = model_config("multisource", adversarial_weight=lam, adversarial_objective="confusion")
+    model = build_model(schema, cfg, seed=0)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def losses(p):  # one trace, three gradients
+        out = nnx.merge(graphdef, p, rest)(batch, train=False)
+        m = out["aux_metrics"]
+        return jnp.stack([out["aux_loss"], m["disc_loss"], m["disc_confusion"]])
+
+    jac = nnx.to_pure_dict(jax.jacrev(losses)(params))
+    total, ce, conf = (jax.tree.map(lambda t, k=k: t[k], jac) for k in range(3))
+    chex.assert_trees_all_close(total["discriminator"], ce["discriminator"], rtol=1e-6)
+    chex.assert_trees_all_close(
+        total["mapping"], jax.tree.map(lambda t: lam * t, conf["mapping"]), rtol=1e-5
+    )
+    assert all(float(jnp.abs(t).max()) == 0 for t in jax.tree.leaves(ce["mapping"]))
+    assert all(float(jnp.abs(t).max()) == 0 for t in jax.tree.leaves(conf["discriminator"]))
+    assert max(float(jnp.abs(t).max()) for t in jax.tree.leaves(conf["mapping"])) > 0
+
+    # A saturated discriminator (huge logits, always right): the reversal's gradient into the
+    # mapping is ~0, the confusion gradient is not.
+    x = jax.random.normal(jax.random.key(1), (16, 4))
+    source = jnp.arange(16) % 3
+    for objective, vanishes in (("reversal", True), ("confusion", False)):
+        disc = multisource.SourceDiscriminator(
+            3, 4, (), objective=objective, adversarial_weight=1.0, rngs=nnx.Rngs(0)
+        )
+        # logits = 1e3 · (one-hot of the source written in the first 3 inputs)
+        disc.out.kernel[...] = jnp.zeros((1, 4, 3)).at[0, :3, :3].set(1e3 * jnp.eye(3))
+        disc.out.bias[...] = jnp.zeros((1, 3))
+        h = x.at[:, :3].set(jax.nn.one_hot(source, 3))
+        g = jax.grad(lambda z: disc(z, source, train=False)[0])(h)
+        assert (float(jnp.abs(g).max()) < 1e-6) == vanishes, objective
+
+
 def test_multisource_uses_each_rows_own_mapping():
     schema = multisource_schema()
     model = build_model(schema, model_config("multisource", shared_dim=6), seed=0)
@@ -326,6 +368,7 @@ def test_multisource_with_one_source_is_a_clear_error():
         ("sequence_mmoe", "din_activation", "gelu", "config.model.din_activation must be one of"),
         ("sequence_mmoe", "time_scale", 0.0, "config.model.time_scale must be a number > 0"),
         ("multisource", "adversarial_weight", -1.0, "config.model.adversarial_weight must be"),
+        ("multisource", "adversarial_objective", "gan", "adversarial_objective must be one of"),
         ("coarse_attention", "gate_type", "softmax", "conflicts with config.model.name"),
     ],
 )

@@ -36,7 +36,7 @@ Config keys (``config.model``, with defaults): ``gate_type`` (``softmax``), ``ex
 ``attention_heads`` (4), ``time_embedding_dim`` (8), ``location_embedding_dim`` (8),
 ``time_scale`` (7.0), ``din_hidden`` ((36,)), ``din_activation`` (``sigmoid``), ``shared_dim``
 (128), ``mapping_hidden`` (()), ``discriminator_hidden`` ((64,)), ``adversarial_weight`` (0.1),
-besides MMoE's ``embed_dim``, ``num_experts``, ``expert_hidden``, ``gate_hidden``,
+``adversarial_objective`` (``reversal``; or ``confusion``, see ``multisource.py``), besides MMoE's ``embed_dim``, ``num_experts``, ``expert_hidden``, ``gate_hidden``,
 ``tower_hidden``, ``expert_activation``, ``tower_activation`` and ``dropout``.
 
 Choices where the paper does not say (the per-part choices are in each part's module docstring):
@@ -67,7 +67,7 @@ from mtl_jax.models.expert_attention import COMBINES, ExpertInteraction
 from mtl_jax.models.experts import ExpertBank
 from mtl_jax.models.feature_attention import FeatureSelfAttention
 from mtl_jax.models.gates import SoftmaxGates
-from mtl_jax.models.multisource import FeatureSpaceMapping, SourceDiscriminator
+from mtl_jax.models.multisource import OBJECTIVES, FeatureSpaceMapping, SourceDiscriminator
 from mtl_jax.models.registry import register
 from mtl_jax.models.towers import Towers
 
@@ -93,6 +93,7 @@ DEFAULTS = dict(
     mapping_hidden=(),
     discriminator_hidden=(64,),
     adversarial_weight=0.1,
+    adversarial_objective="reversal",
 )
 
 
@@ -221,6 +222,7 @@ class PaperMMoE(nnx.Module):
                 shared_dim,
                 _widths(opts, "discriminator_hidden"),
                 adversarial_weight=_non_negative(opts, "adversarial_weight"),
+                objective=_choice(opts, "adversarial_objective", OBJECTIVES),
                 rngs=rngs,
             )
             in_dim = shared_dim
