@@ -338,7 +338,7 @@ def test_multisource_confusion_objective_gradients():
         disc.out.kernel[...] = jnp.zeros((1, 4, 3)).at[0, :3, :3].set(1e3 * jnp.eye(3))
         disc.out.bias[...] = jnp.zeros((1, 3))
         h = x.at[:, :3].set(jax.nn.one_hot(source, 3))
-        g = jax.grad(lambda z: disc(z, source, train=False)[0])(h)
+        g = jax.grad(lambda z, d=disc: d(z, source, train=False)[0])(h)
         assert (float(jnp.abs(g).max()) < 1e-6) == vanishes, objective
 
 

@@ -36,8 +36,9 @@ Config keys (``config.model``, with defaults): ``gate_type`` (``softmax``), ``ex
 ``attention_heads`` (4), ``time_embedding_dim`` (8), ``location_embedding_dim`` (8),
 ``time_scale`` (7.0), ``din_hidden`` ((36,)), ``din_activation`` (``sigmoid``), ``shared_dim``
 (128), ``mapping_hidden`` (()), ``discriminator_hidden`` ((64,)), ``adversarial_weight`` (0.1),
-``adversarial_objective`` (``reversal``; or ``confusion``, see ``multisource.py``), besides MMoE's ``embed_dim``, ``num_experts``, ``expert_hidden``, ``gate_hidden``,
-``tower_hidden``, ``expert_activation``, ``tower_activation`` and ``dropout``.
+``adversarial_objective`` (``reversal``; or ``confusion``, see ``multisource.py``), besides
+MMoE's ``embed_dim``, ``num_experts``, ``expert_hidden``, ``gate_hidden``, ``tower_hidden``,
+``expert_activation``, ``tower_activation`` and ``dropout``.
 
 Choices where the paper does not say (the per-part choices are in each part's module docstring):
 
