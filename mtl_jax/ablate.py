@@ -164,7 +164,12 @@ def table(results: dict, baseline: str, tasks=DEFAULT_TASKS) -> tuple[list[str],
     runs = [m for per_seed in results.values() for m in per_seed.values()]
     top_n = next((int(k.split("@")[1]) for m in runs for k in m if k.startswith(f"{tasks[0]}@")), 2)
     oracle = all(f"{t}/oracle_gap" in m for t in tasks for m in runs)
-    metrics = metric_columns(tasks, top_n, oracle)
+    # A metric no run has (e.g. CLICK@N on data without user groups: nan) gets no column.
+    metrics = [
+        (label, key)
+        for label, key in metric_columns(tasks, top_n, oracle)
+        if any(not math.isnan(float(m.get(key, math.nan))) for m in runs)
+    ]
     header = ["model", "seeds", *[label for label, _ in metrics]]
     header += [f"{t} AUC vs base" for t in tasks] + [f"p {t}" for t in tasks]
     auc_keys = [f"{t}/auc" for t in tasks]
