@@ -14,20 +14,22 @@ Targets (2 cores): ≥ 100 MB/s, peak RSS < 2 GB and flat in the input size. The
 shards are deleted afterwards (``--keep`` keeps them).
 
 Measured (2 idle cores of an AMD EPYC, 2026-11-29): 33.4 MB/s on 103 MB, 44.2 MB/s on 1.05 GB
-(24.5 MB per CPU-second), peak RSS 162 / 191 MB. The same 1 GB files before the readers handed
-their blocks back through shared memory and before pass 2 became one gather per chunk: 30.6 MB/s
-(mean of 2 alternating runs each; 1.44× now), 55 vs 42 CPU-seconds.
+(24.5 MB per CPU-second), peak RSS 162 / 191 MB. The same 1 GB files through ``prepare`` at
+commit 22e8e04 (before the readers handed their blocks back through shared memory and before
+pass 2 became one gather per chunk), alternating with this code, 2 rounds each: 30.6 vs
+44.0 MB/s (1.44×), 55 vs 42 CPU-seconds (``/usr/bin/time``).
 
-Where the CPU goes (cProfile, one worker, 97 MB, before those two changes): parsing 32% (the
-numpy SWAR parser runs at ~55-75 MB per CPU-second), per-row reduction of the entries 11%, the
-main process's id encoding, join and writes 17%, pass 2 (final ids in place) 27%, start-up the
-rest. Reaching 100 MB/s needs both a compiled parser (outside this project's dependencies) and
-a smaller output: each row stores its user's four behaviour bags (640 of ~1,100 bytes per row,
-the output is ~2.7× the input), although they are the same for the ~58 impressions of a
+Where the CPU goes (``python -m cProfile -m mtl_jax.data.prepare aliccp ... --workers 1`` on
+97 MB, before those two changes; shares of the 5.4 s after start-up): parsing 32%, per-row
+reduction of the entries 11%, the main process's id encoding, join and writes 17%, pass 2
+(final ids in place) 27%, the common-features index and block reads the rest; imports add ~1 s.
+``aliccp_raw.parse_block`` alone, timed with ``time.process_time`` on an idle machine, parses
+60–70 MB per CPU-second of skeleton and 85–105 of common-features lines. Reaching 100 MB/s needs
+both a compiled parser (outside this project's dependencies) and a smaller output: each row
+stores its user's four behaviour bags (640 of ~1,100 bytes per row; the shards measured 2.85×
+the input on a 49 MB run), although they are the same for the ~58 impressions of a
 common-feature key; storing them once per key and joining at load time would cut the writes and
 pass 2 by more than half.
-
-    python bench/prepare_aliccp.py [--sizes-mb 100 1024] [--workers 2] [--keep]
 """
 
 from __future__ import annotations
