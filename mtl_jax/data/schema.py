@@ -4,14 +4,17 @@ A batch is a dict of numpy (host) or jax (device) arrays with these keys:
 
   cat     int32   [B, F]  one id per categorical field, field-local, 0 = missing / out of vocabulary
   dense   float32 [B, N]  dense features (N may be 0)
-  labels  float32 [B, T]  task labels in ``schema.tasks`` order (click, order)
+  labels  float32 [B, T]  task labels in ``schema.tasks`` order (click, order): 0/1 for a
+                          ``binary`` task, a real value for a ``regression`` task
   user    int32   [B]     user id (GAUC, CLICK@N); present when ``schema.user_field`` is set
   source  int32   [B]     data source id in [0, num_sources)
   seq_item int32  [B, L]  behaviour sequence item ids (0 = padding); when ``schema.sequence`` is set
   seq_days float32[B, L]  days since each behaviour
   seq_loc  int32  [B, L]  location id of each behaviour (0 = unknown)
-  p_true  float32 [B, T]  true probabilities (synthetic data only): p_click and
-                          p_order = P(click and order), so the oracle metrics are exact
+  p_true  float32 [B, T]  the truth where the data knows it (synthetic data, or a CSV's
+                          ``oracle_columns``): per binary task the true probability (for
+                          Ali-CCP p_click and p_order = P(click and order)), per regression task
+                          the noise-free expected value; the oracle metrics use it
   valid   float32 [B]     1 for real rows, 0 for padding rows of a final partial eval batch
 
 Fields that name the same ``table`` share one embedding table (e.g. the behaviour sequence items
@@ -23,6 +26,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+
+#: ``binary``: 0/1 labels, BCE loss, AUC / log-loss metrics; ``regression``: real labels, MSE loss,
+#: MSE / RMSE / R² metrics.
+TASK_TYPES = ("binary", "regression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +78,11 @@ class SequenceFeature:
 
 @dataclasses.dataclass(frozen=True)
 class Schema:
-    """All features of a dataset and its tasks."""
+    """All features of a dataset and its tasks.
+
+    ``categorical`` may be empty (dense-only data). ``task_types`` gives each task's type
+    (``TASK_TYPES``); left empty, every task is ``binary``.
+    """
 
     categorical: tuple[CategoricalFeature, ...]
     dense: tuple[str, ...] = ()
@@ -80,8 +91,22 @@ class Schema:
     user_field: str | None = None
     num_sources: int = 1
     has_p_true: bool = False
+    task_types: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if not self.task_types:
+            object.__setattr__(self, "task_types", ("binary",) * len(self.tasks))
+        object.__setattr__(self, "task_types", tuple(self.task_types))
+        if len(self.task_types) != len(self.tasks):
+            raise ValueError(
+                f"schema: {len(self.task_types)} task types {list(self.task_types)} for "
+                f"{len(self.tasks)} tasks {list(self.tasks)}"
+            )
+        for name, kind in zip(self.tasks, self.task_types):
+            if kind not in TASK_TYPES:
+                raise ValueError(
+                    f"schema: task {name!r} has type {kind!r}; expected one of {TASK_TYPES}"
+                )
         names = [f.name for f in self.categorical]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -160,6 +185,14 @@ class Schema:
             out.setdefault(f.table_name, f.embed_dim or default_dim)
         return out
 
+    def is_regression(self, k: int) -> bool:
+        """Whether task ``k`` is a regression task."""
+        return self.task_types[k] == "regression"
+
+    @property
+    def all_binary(self) -> bool:
+        return all(t == "binary" for t in self.task_types)
+
     def task_index(self, name: str) -> int:
         if name not in self.tasks:
             raise KeyError(f"schema: no task {name!r}; tasks are {list(self.tasks)}")
@@ -178,6 +211,7 @@ class Schema:
         d["categorical"] = tuple(CategoricalFeature(**f) for f in d["categorical"])
         d["dense"] = tuple(d.get("dense", ()))
         d["tasks"] = tuple(d.get("tasks", ("click", "order")))
+        d["task_types"] = tuple(d.get("task_types", ()))  # absent in runs written before types
         if d.get("sequence") is not None:
             d["sequence"] = SequenceFeature(**d["sequence"])
         return cls(**d)
