@@ -1,7 +1,9 @@
 """``config.data`` → (schema, {"train", "val", "test"} columns): the one entry point to datasets.
 
 Every reader returns columns in the batch layout of ``schema.py``; the pipeline and the model
-never see a file format. ``config.data.kind`` is ``synthetic`` (the built-in generator) or one of
+never see a file format. ``config.data.kind`` is ``synthetic`` (the built-in Ali-CCP-shaped
+generator), ``relatedness`` (the MMoE paper's task-relatedness benchmark, ``relatedness.py``) or
+one of
 the real-data readers of ``readers.py`` (``rechub_csv``, ``aitm_csv``, ``esmm_text``,
 ``aliexpress``, ``census``, ``csv``, ``prepared``); their ``config.data`` keys and path layouts
 are documented there.
@@ -11,25 +13,39 @@ from __future__ import annotations
 
 import dataclasses
 
-from mtl_jax.data import readers, synthetic
+from mtl_jax.data import readers, relatedness, synthetic
 from mtl_jax.data.schema import Schema
 
-KINDS = ("synthetic", *readers.KINDS)
+KINDS = ("synthetic", "relatedness", *readers.KINDS)
 SPLITS = ("train", "val", "test")
 
 # Keys the model and the loss consume; everything else stays on the host.
 MODEL_KEYS = ("cat", "dense", "labels", "source", "seq_item", "seq_days", "seq_loc", "valid")
 
 
-def synthetic_config(data_cfg) -> synthetic.SyntheticConfig:
-    fields = {f.name for f in dataclasses.fields(synthetic.SyntheticConfig)}
-    given = dict(data_cfg.synthetic)
+def _generator_config(cls, given, key: str):
+    fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(given) - fields)
     if unknown:
         raise ValueError(
-            f"config.data.synthetic: unknown keys {unknown}; valid keys are {sorted(fields)}"
+            f"config.data.{key}: unknown keys {unknown}; valid keys are {sorted(fields)}"
         )
-    return synthetic.SyntheticConfig(**given)
+    return cls(**given)
+
+
+def synthetic_config(data_cfg) -> synthetic.SyntheticConfig:
+    return _generator_config(synthetic.SyntheticConfig, dict(data_cfg.synthetic), "synthetic")
+
+
+def relatedness_config(data_cfg) -> relatedness.RelatednessConfig:
+    if "relatedness" not in data_cfg:
+        raise ValueError(
+            "config.data.kind='relatedness' needs config.data.relatedness "
+            "(see configs/relatedness.py)"
+        )
+    return _generator_config(
+        relatedness.RelatednessConfig, dict(data_cfg.relatedness), "relatedness"
+    )
 
 
 def load(data_cfg) -> tuple[Schema, dict]:
@@ -42,6 +58,9 @@ def load(data_cfg) -> tuple[Schema, dict]:
     if kind == "synthetic":
         cfg = synthetic_config(data_cfg)
         return synthetic.synthetic_schema(cfg), {s: synthetic.generate(cfg, s) for s in SPLITS}
+    if kind == "relatedness":
+        cfg = relatedness_config(data_cfg)
+        return relatedness.schema(cfg), {s: relatedness.generate(cfg, s) for s in SPLITS}
     if kind in readers.KINDS:
         ds = readers.read(data_cfg)
         print(f"data: {kind} {data_cfg.get('path')}\n{readers.summary(ds)}", flush=True)
