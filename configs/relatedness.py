@@ -1,6 +1,6 @@
 """The MMoE paper's task-relatedness benchmark (Ma et al., KDD 2018, sections 3.2 and 5.2).
 
-    python -m mtl_jax.train --config configs/relatedness.py:corr=0.5,model=mmoe,seed=0 --workdir runs/rel
+    python -m mtl_jax.train --config configs/relatedness.py:corr=0.5,model=mmoe --workdir runs/rel
     python -m mtl_jax.train --config configs/relatedness.py:runlocal --workdir runs/rel_local
     python -m mtl_jax.train --config configs/relatedness.py:binary,corr=0.0 --workdir runs/rel_bin
 
