@@ -206,8 +206,11 @@ def run_flags(root, results: dict, tasks=DEFAULT_TASKS, task_types=None) -> dict
 
 
 def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The task names and types of the runs (from a run's ``schema.json``; click/order, binary,
-    if none has one)."""
+    """The task names and types of the runs: from a run's ``schema.json``; without one (the
+    committed results keep only ``final_metrics.json``) from the test metrics: click/order when
+    the runs have both AUCs (the synthetic data, whose derived cvr/auc is no task), else every
+    task with an AUC (binary) or an MSE (regression), in the metrics' order; click/order, binary,
+    when there is nothing to read."""
     for name, per_seed in results.items():
         for seed in per_seed:
             path = os.path.join(root, name, f"seed{seed}", "schema.json")
@@ -216,7 +219,16 @@ def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
                     schema = json.load(f)
                 tasks = tuple(schema["tasks"])
                 return tasks, tuple(schema.get("task_types") or ("binary",) * len(tasks))
-    return DEFAULT_TASKS, ("binary",) * len(DEFAULT_TASKS)
+    runs = [m for per_seed in results.values() for m in per_seed.values()]
+    default = DEFAULT_TASKS, ("binary",) * len(DEFAULT_TASKS)
+    if not runs or all(f"{t}/auc" in runs[0] for t in DEFAULT_TASKS):
+        return default
+    found: dict[str, str] = {}
+    for key in runs[0]:
+        task, _, metric = key.partition("/")
+        if metric in ("auc", "mse"):
+            found.setdefault(task, "binary" if metric == "auc" else "regression")
+    return (tuple(found), tuple(found.values())) if found else default
 
 
 def baseline_of(name: str, baseline: str, results: dict) -> str | None:

@@ -204,3 +204,21 @@ def test_regression_tasks_get_mse_columns_and_a_per_value_baseline(tmp_path):
     p_header, p_rows = ablate.pivot(results, layout, "shared_bottom", "y1", "regression")
     assert p_header == ["y1 MSE", "correlation=1.0", "correlation=0.0"]
     assert p_rows[1][2].startswith("0.3250 ± ") and "p 0.031 *" in p_rows[1][2]
+
+
+def test_tasks_of_runs_kept_without_a_schema(tmp_path):
+    """The committed results keep only final_metrics.json: the tasks come from the metrics (the
+    census tasks, not click/order; regression by its MSE; the synthetic cvr/auc is no task)."""
+    census = os.path.join(ROOT, "results", "census_5seed")
+    results = ablate.collect(census, ["mmoe"], [0])
+    assert ablate.run_tasks(census, results) == (("income", "never_married"), ("binary",) * 2)
+    synthetic = os.path.join(ROOT, "results", "synthetic_5seed")
+    results = ablate.collect(synthetic, ["mmoe"], [0])
+    assert "cvr/auc" in results["mmoe"][0]
+    assert ablate.run_tasks(synthetic, results) == (("click", "order"), ("binary",) * 2)
+    d = tmp_path / "mmoe" / "seed0"
+    d.mkdir(parents=True)
+    test = {"y1/mse": 0.3, "y1/oracle_mse": 0.01, "y2/mse": 0.4, "loss": 0.7}
+    (d / "final_metrics.json").write_text(json.dumps({"test": test, "val": test}))
+    results = ablate.collect(str(tmp_path), ["mmoe"], [0])
+    assert ablate.run_tasks(str(tmp_path), results) == (("y1", "y2"), ("regression",) * 2)
