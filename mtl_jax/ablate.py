@@ -11,7 +11,8 @@ exists is skipped, so an interrupted ablation resumes where it stopped. ``--swee
 turns each config into one variant per value (the paper's section 4.3 studies: embedding
 dimension, export weight, epochs, layers; the task correlation of ``--data-config
 relatedness``). ``--data-config census`` runs every model on another dataset:
-``configs/census.py:model=<name>,seed=<k>``.
+``configs/census.py:model=<name>,seed=<k>``; ``--data-args phenomenon=sequence`` appends to that
+argument (``configs/phenomena.py``).
 
 The table reports, per variant, mean ± std over seeds of the test split's headline metric of
 each task (AUC of a binary task, MSE and R² of a regression task; click / order, income /
@@ -126,17 +127,28 @@ def variants(configs, sweeps):
     return out
 
 
-def config_spec(configs_dir, config, seed, runlocal, data_config=None) -> str:
+def config_spec(configs_dir, config, seed, runlocal, data_config=None, data_args="") -> str:
     """The ``--config`` argument of one run: ``configs/<config>.py:[runlocal,]seed=<k>``, or with
-    a data config (e.g. ``census``) ``configs/<data_config>.py:model=<config>,seed=<k>``."""
+    a data config (e.g. ``census``) ``configs/<data_config>.py:model=<config>,seed=<k>`` followed
+    by ``data_args`` (e.g. ``phenomenon=sequence``)."""
     arg = ("runlocal," if runlocal else "") + f"seed={seed}"
     if data_config:
-        return f"{os.path.join(configs_dir, data_config)}.py:model={config},{arg}"
+        extra = f",{data_args}" if data_args else ""
+        return f"{os.path.join(configs_dir, data_config)}.py:model={config},{arg}{extra}"
     return f"{os.path.join(configs_dir, config)}.py:{arg}"
 
 
 def run_one(
-    root, configs_dir, variant, config, extra, seed, runlocal, overrides, data_config=None
+    root,
+    configs_dir,
+    variant,
+    config,
+    extra,
+    seed,
+    runlocal,
+    overrides,
+    data_config=None,
+    data_args="",
 ) -> str:
     workdir = os.path.join(root, variant, f"seed{seed}")
     if os.path.exists(os.path.join(workdir, "final_metrics.json")):
@@ -147,7 +159,7 @@ def run_one(
         "-m",
         "mtl_jax.train",
         "--config",
-        config_spec(configs_dir, config, seed, runlocal, data_config),
+        config_spec(configs_dir, config, seed, runlocal, data_config, data_args),
         "--workdir",
         workdir,
         *[f"--config.{o}" for o in overrides],
@@ -437,6 +449,11 @@ def main(argv=None):
         help="a dataset config taking model=NAME (e.g. census): each run is "
         "<configs-dir>/<data-config>.py:model=<config>,seed=<k>",
     )
+    ap.add_argument(
+        "--data-args",
+        default="",
+        help="more arguments of the data config, e.g. phenomenon=sequence (with --data-config)",
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--runlocal", action="store_true")
@@ -482,6 +499,7 @@ def main(argv=None):
                 args.runlocal,
                 args.set,
                 args.data_config,
+                args.data_args,
             )
             for v, c, extra, s in jobs
         ]
