@@ -103,3 +103,35 @@ def test_phenomenon_config_refuses_unknown_names():
     with pytest.raises(ValueError, match="configs/nope.py"):
         phenomena.get_config("model=nope")
     assert phenomena.get_config("model=multisource").data.synthetic.num_sources == 3
+
+
+def test_summary_puts_each_component_off_and_on_against_mmoe(tmp_path):
+    import json
+
+    from mtl_jax import phenomena as report
+
+    todo = report.settings()
+    assert todo["none"][0] == "mmoe" and "sequence_mmoe" in todo["none"]
+    assert todo["sources"] == ["mmoe", "multisource"] and "multisource" not in todo["none"]
+    # fake runs: sequence_mmoe ties MMoE on the default data and wins by 0.01 on every seed with
+    # the sequence phenomenon on
+    for setting, gain in (("none", 0.0), ("sequence", 0.01)):
+        for name in ("mmoe", "sequence_mmoe"):
+            for seed in range(6):
+                d = tmp_path / setting / name / f"seed{seed}"
+                d.mkdir(parents=True)
+                auc = 0.70 + 0.001 * seed + (gain if name == "sequence_mmoe" else 0.0)
+                test = {
+                    "click/auc": auc, "order/auc": 0.8, "click/oracle_gap": 0.02,
+                    "order/oracle_gap": 0.03,
+                }  # fmt: skip
+                (d / "final_metrics.json").write_text(json.dumps({"test": test}))
+    lines = report.summary(str(tmp_path), range(6))
+    row = next(r for r in lines if r.startswith("| sequence_mmoe |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["sequence_mmoe", "none", "sequence"]
+    assert cells[3] == "+0.00% (p 1.000)"
+    assert cells[4].startswith("+1.4") and "p 0.031 *" in cells[4]
+    assert next(r for r in lines if r.startswith("| coarse_attention |")).count("not run") == 4
+    none_row = next(r for r in lines if r.startswith("| none |"))
+    assert "0.0200 ± 0.0000" in none_row
