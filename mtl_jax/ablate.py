@@ -428,6 +428,10 @@ def plot_curves(root, layout, seeds, flags, tasks, task_types, path) -> None:
         ax.set_title(col or "all")
         ax.set_xlabel("step")
     metric = primary_metric(tasks[0], task_types[0])[0].split()[-1]
+    if metric == "MSE":  # errors fall by orders of magnitude: only a log axis shows the end
+        for ax in axes[0]:
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel(f"validation {metric} (mean over tasks and seeds)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
