@@ -218,8 +218,9 @@ def run_flags(root, results: dict, tasks=DEFAULT_TASKS, task_types=None) -> dict
 
 
 def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The task names and types of the runs (from a run's ``schema.json``; click/order, binary,
-    if none has one)."""
+    """The task names and types of the runs: from a run's ``schema.json``, else from the metric
+    keys of the runs (``t/auc`` → binary, ``t/mse`` → regression; ``cvr`` is a view of the order
+    task, not a task), else click/order, binary."""
     for name, per_seed in results.items():
         for seed in per_seed:
             path = os.path.join(root, name, f"seed{seed}", "schema.json")
@@ -228,6 +229,15 @@ def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
                     schema = json.load(f)
                 tasks = tuple(schema["tasks"])
                 return tasks, tuple(schema.get("task_types") or ("binary",) * len(tasks))
+    for per_seed in results.values():
+        for metrics in per_seed.values():
+            found = {}
+            for key in metrics:
+                task, _, metric = key.rpartition("/")
+                if task and "/" not in task and task != "cvr" and metric in ("auc", "mse"):
+                    found.setdefault(task, "binary" if metric == "auc" else "regression")
+            if found:
+                return tuple(found), tuple(found.values())
     return DEFAULT_TASKS, ("binary",) * len(DEFAULT_TASKS)
 
 
