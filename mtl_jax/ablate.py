@@ -11,7 +11,8 @@ exists is skipped, so an interrupted ablation resumes where it stopped. ``--swee
 turns each config into one variant per value (the paper's section 4.3 studies: embedding
 dimension, export weight, epochs, layers; the task correlation of ``--data-config
 relatedness``). ``--data-config census`` runs every model on another dataset:
-``configs/census.py:model=<name>,seed=<k>``.
+``configs/census.py:model=<name>,seed=<k>``; ``--data-args phenomenon=sequence`` appends to that
+argument (``configs/phenomena.py``).
 
 The table reports, per variant, mean ± std over seeds of the test split's headline metric of
 each task (AUC of a binary task, MSE and R² of a regression task; click / order, income /
@@ -126,17 +127,28 @@ def variants(configs, sweeps):
     return out
 
 
-def config_spec(configs_dir, config, seed, runlocal, data_config=None) -> str:
+def config_spec(configs_dir, config, seed, runlocal, data_config=None, data_args="") -> str:
     """The ``--config`` argument of one run: ``configs/<config>.py:[runlocal,]seed=<k>``, or with
-    a data config (e.g. ``census``) ``configs/<data_config>.py:model=<config>,seed=<k>``."""
+    a data config (e.g. ``census``) ``configs/<data_config>.py:model=<config>,seed=<k>`` followed
+    by ``data_args`` (e.g. ``phenomenon=sequence``)."""
     arg = ("runlocal," if runlocal else "") + f"seed={seed}"
     if data_config:
-        return f"{os.path.join(configs_dir, data_config)}.py:model={config},{arg}"
+        extra = f",{data_args}" if data_args else ""
+        return f"{os.path.join(configs_dir, data_config)}.py:model={config},{arg}{extra}"
     return f"{os.path.join(configs_dir, config)}.py:{arg}"
 
 
 def run_one(
-    root, configs_dir, variant, config, extra, seed, runlocal, overrides, data_config=None
+    root,
+    configs_dir,
+    variant,
+    config,
+    extra,
+    seed,
+    runlocal,
+    overrides,
+    data_config=None,
+    data_args="",
 ) -> str:
     workdir = os.path.join(root, variant, f"seed{seed}")
     if os.path.exists(os.path.join(workdir, "final_metrics.json")):
@@ -147,7 +159,7 @@ def run_one(
         "-m",
         "mtl_jax.train",
         "--config",
-        config_spec(configs_dir, config, seed, runlocal, data_config),
+        config_spec(configs_dir, config, seed, runlocal, data_config, data_args),
         "--workdir",
         workdir,
         *[f"--config.{o}" for o in overrides],
@@ -206,11 +218,9 @@ def run_flags(root, results: dict, tasks=DEFAULT_TASKS, task_types=None) -> dict
 
 
 def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The task names and types of the runs: from a run's ``schema.json``; without one (the
-    committed results keep only ``final_metrics.json``) from the test metrics: click/order when
-    the runs have both AUCs (the synthetic data, whose derived cvr/auc is no task), else every
-    task with an AUC (binary) or an MSE (regression), in the metrics' order; click/order, binary,
-    when there is nothing to read."""
+    """The task names and types of the runs: from a run's ``schema.json``, else from the metric
+    keys of the runs (``t/auc`` → binary, ``t/mse`` → regression; ``cvr`` is a view of the order
+    task, not a task), else click/order, binary."""
     for name, per_seed in results.items():
         for seed in per_seed:
             path = os.path.join(root, name, f"seed{seed}", "schema.json")
@@ -219,16 +229,16 @@ def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
                     schema = json.load(f)
                 tasks = tuple(schema["tasks"])
                 return tasks, tuple(schema.get("task_types") or ("binary",) * len(tasks))
-    runs = [m for per_seed in results.values() for m in per_seed.values()]
-    default = DEFAULT_TASKS, ("binary",) * len(DEFAULT_TASKS)
-    if not runs or all(f"{t}/auc" in runs[0] for t in DEFAULT_TASKS):
-        return default
-    found: dict[str, str] = {}
-    for key in runs[0]:
-        task, _, metric = key.partition("/")
-        if metric in ("auc", "mse"):
-            found.setdefault(task, "binary" if metric == "auc" else "regression")
-    return (tuple(found), tuple(found.values())) if found else default
+    for per_seed in results.values():
+        for metrics in per_seed.values():
+            found = {}
+            for key in metrics:
+                task, _, metric = key.rpartition("/")
+                if task and "/" not in task and task != "cvr" and metric in ("auc", "mse"):
+                    found.setdefault(task, "binary" if metric == "auc" else "regression")
+            if found:
+                return tuple(found), tuple(found.values())
+    return DEFAULT_TASKS, ("binary",) * len(DEFAULT_TASKS)
 
 
 def baseline_of(name: str, baseline: str, results: dict) -> str | None:
@@ -428,6 +438,10 @@ def plot_curves(root, layout, seeds, flags, tasks, task_types, path) -> None:
         ax.set_title(col or "all")
         ax.set_xlabel("step")
     metric = primary_metric(tasks[0], task_types[0])[0].split()[-1]
+    if metric == "MSE":  # errors fall by orders of magnitude: only a log axis shows the end
+        for ax in axes[0]:
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel(f"validation {metric} (mean over tasks and seeds)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
@@ -448,6 +462,11 @@ def main(argv=None):
         "--data-config",
         help="a dataset config taking model=NAME (e.g. census): each run is "
         "<configs-dir>/<data-config>.py:model=<config>,seed=<k>",
+    )
+    ap.add_argument(
+        "--data-args",
+        default="",
+        help="more arguments of the data config, e.g. phenomenon=sequence (with --data-config)",
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workdir", required=True)
@@ -494,6 +513,7 @@ def main(argv=None):
                 args.runlocal,
                 args.set,
                 args.data_config,
+                args.data_args,
             )
             for v, c, extra, s in jobs
         ]

@@ -206,6 +206,19 @@ def test_regression_tasks_get_mse_columns_and_a_per_value_baseline(tmp_path):
     assert p_rows[1][2].startswith("0.3250 ± ") and "p 0.031 *" in p_rows[1][2]
 
 
+def test_tasks_come_from_the_metrics_when_no_schema_was_kept(tmp_path):
+    """Committed results keep only final_metrics.json: the census runs' tasks are read from
+    their metric keys, not assumed to be click/order (which would flag every run as NaN)."""
+    test = {"income/auc": 0.9, "never_married/auc": 0.99, "loss": 0.3, "gates/mean": [0.5]}
+    _fake_runs(tmp_path, {"mmoe": {0: test, 1: test}})
+    for seed in (0, 1):
+        os.remove(tmp_path / "mmoe" / f"seed{seed}" / "schema.json")
+    results = ablate.collect(str(tmp_path), ["mmoe"], [0, 1])
+    tasks, types = ablate.run_tasks(str(tmp_path), results)
+    assert tasks == ("income", "never_married") and types == ("binary", "binary")
+    assert ablate.run_flags(str(tmp_path), results, tasks, types) == {}
+
+
 def test_tasks_of_runs_kept_without_a_schema(tmp_path):
     """The committed results keep only final_metrics.json: the tasks come from the metrics (the
     census tasks, not click/order; regression by its MSE; the synthetic cvr/auc is no task)."""
