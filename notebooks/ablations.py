@@ -69,7 +69,8 @@
 #   (where the PNGs go; default `<WORKDIR>/figures`).
 # - `MTL_JAX_NOTEBOOK_DATA_CONFIG`: a dataset config taking `model=NAME`, as
 #   `ablate --data-config` (`census`, `relatedness`): each run is
-#   `configs/<data config>.py:model=<config>,seed=<k>`.
+#   `configs/<data config>.py:model=<config>,seed=<k>`; `MTL_JAX_NOTEBOOK_DATA_ARGS` adds
+#   arguments of the data config (`phenomenon=sequence`), as `ablate --data-args`.
 # - `MTL_JAX_NOTEBOOK_RUNLOCAL` (1/0: the seconds-long `:runlocal` configs),
 #   `MTL_JAX_NOTEBOOK_SET` (space-separated `key=value` config overrides for all runs, as
 #   `ablate --set`), `MTL_JAX_NOTEBOOK_SWEEP` (space-separated `key=v1,v2`, as `ablate --sweep`),
@@ -98,6 +99,7 @@ SEEDS: int | None = None  # None: 3 when training, every seed found when reading
 WORKDIR = "runs/ablation_runlocal"
 FIG_DIR: str | None = None  # None: <WORKDIR>/figures
 DATA_CONFIG: str | None = None  # e.g. "census" or "relatedness"
+DATA_ARGS = ""  # more arguments of the data config, e.g. "phenomenon=sequence"
 RUNLOCAL = True
 SET: list[str] = []  # e.g. ["num_epochs=1"]
 SWEEP: list[str] = []  # e.g. ["data.relatedness.correlation=0.0,0.5,1.0"]
@@ -113,6 +115,7 @@ if _env("MTL_JAX_NOTEBOOK_SEEDS"):
 WORKDIR = _env("MTL_JAX_NOTEBOOK_WORKDIR", WORKDIR)
 FIG_DIR = _env("MTL_JAX_NOTEBOOK_FIG_DIR") or FIG_DIR
 DATA_CONFIG = _env("MTL_JAX_NOTEBOOK_DATA_CONFIG") or DATA_CONFIG
+DATA_ARGS = _env("MTL_JAX_NOTEBOOK_DATA_ARGS", DATA_ARGS)
 RUNLOCAL = _env("MTL_JAX_NOTEBOOK_RUNLOCAL", "1" if RUNLOCAL else "0") == "1"
 SET = shlex.split(_env("MTL_JAX_NOTEBOOK_SET", shlex.join(SET)))
 SWEEP = shlex.split(_env("MTL_JAX_NOTEBOOK_SWEEP", shlex.join(SWEEP)))
@@ -273,8 +276,14 @@ DISCOVER = CONFIGS is None and not RUN
 if DISCOVER:
     found = finished_runs(WORKDIR)
     if not found:
+        nested = sorted(
+            shown(os.path.join(WORKDIR, d))
+            for d in (os.listdir(WORKDIR) if os.path.isdir(WORKDIR) else [])
+            if finished_runs(os.path.join(WORKDIR, d))
+        )
+        hint = f"; it holds ablations in {nested}: point WORKDIR at one" if nested else ""
         raise RuntimeError(
-            f"no finished runs (<variant>/seed<k>/final_metrics.json) under {WORKDIR}"
+            f"no finished runs (<variant>/seed<k>/final_metrics.json) under {WORKDIR}{hint}"
         )
     config_entries = ablate.parse_configs(recorded.configs) if recorded and recorded.configs else []
     sweeps = parse_sweeps(SWEEP or (recorded.sweep if recorded else []))
@@ -320,6 +329,8 @@ if missing and RUN:
     argv += ["--baseline", BASELINE, "--parallel", str(PARALLEL)]
     if DATA_CONFIG:
         argv += ["--data-config", DATA_CONFIG]
+    if DATA_ARGS:
+        argv += ["--data-args", DATA_ARGS]
     if RUNLOCAL:
         argv.append("--runlocal")
     if SET:

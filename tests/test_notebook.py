@@ -21,11 +21,14 @@ NOTEBOOKS = os.path.join(ROOT, "notebooks")
 PY = os.path.join(NOTEBOOKS, "ablations.py")
 IPYNB = os.path.join(NOTEBOOKS, "ablations.ipynb")
 RESULTS = os.path.join(ROOT, "results")
-# Every directory under results/ that holds runs (<variant>/seed<k>/final_metrics.json).
+# Every directory under results/, at any depth, that holds runs
+# (<variant>/seed<k>/final_metrics.json), relative to results/.
 COMMITTED = sorted(
     {
-        os.path.relpath(p, RESULTS).split(os.sep)[0]
-        for p in glob.glob(os.path.join(RESULTS, "*", "*", "seed*", "final_metrics.json"))
+        os.path.relpath(os.path.dirname(os.path.dirname(os.path.dirname(p))), RESULTS)
+        for p in glob.glob(
+            os.path.join(RESULTS, "**", "seed*", "final_metrics.json"), recursive=True
+        )
     }
 )
 
