@@ -157,6 +157,8 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
                 print(f"final {split}: " + _brief(r, schema.tasks), flush=True)
         return final
     if jax.process_index() == 0:
+        if restored is not None:
+            print(f"{workdir}: resuming at step {start} of {num_steps}", flush=True)
         resume.record(
             workdir,
             start,
