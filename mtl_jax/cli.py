@@ -94,6 +94,13 @@ def report(exc: BaseException, argv: Sequence[str] | None = None) -> int:
     return EXIT_USER_ERROR
 
 
+def _caused(message: str, cause: BaseException) -> UserError:
+    """A UserError with ``message`` whose traceback (when wanted) is that of ``cause``."""
+    error = UserError(message)
+    error.__cause__ = cause
+    return error
+
+
 def run(main: Callable[..., int | None], argv: Sequence[str] | None = None) -> int:
     """Calls ``main(argv)`` (an argparse CLI); a user error becomes one line and status 2.
 
@@ -104,7 +111,7 @@ def run(main: Callable[..., int | None], argv: Sequence[str] | None = None) -> i
         status = main(argv)
     except SystemExit as e:
         if isinstance(e.code, str):
-            return report(UserError(e.code), argv)
+            return report(_caused(e.code, e), argv)
         raise
     except Exception as e:
         if not is_user_error(e):
@@ -138,7 +145,7 @@ def run_absl(main: Callable[[list[str]], None]) -> None:
         try:
             return main(argv)
         except app.UsageError as e:
-            sys.exit(report(UserError(str(e))))
+            sys.exit(report(_caused(str(e), e)))
         except Exception as e:
             if not is_user_error(e):
                 raise
@@ -156,14 +163,15 @@ def _parse_flags(argv: list[str]):
         message = _flag_error_message(e, argv)
         if message is None:
             raise
-        sys.exit(report(UserError(message), argv))
+        sys.exit(report(_caused(message, e), argv))
     for name in _config_flag_names():
         value = flags.FLAGS[name].value
         if type(value).__name__ == "_ErrorConfig":  # ml_collections defers a failed load
             error = object.__getattribute__(value, "_error")
             last = [line for line in str(error).splitlines() if line.strip()][-1].strip()
             path = _config_path(name, argv)
-            sys.exit(report(UserError(f"--{name}={path}: cannot load the config file: {last}")))
+            message = f"--{name}={path}: cannot load the config file: {last}"
+            sys.exit(report(_caused(message, error), argv))
     return rest
 
 
