@@ -46,6 +46,9 @@ import sys
 
 import numpy as np
 
+from mtl_jax import cli
+from mtl_jax.cli import UserError
+
 DEFAULT_TASKS = ("click", "order")
 
 
@@ -169,7 +172,8 @@ def run_one(
     with open(os.path.join(workdir, "train.log"), "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"{variant} seed {seed} failed; see {workdir}/train.log")
+        # The run's own error or traceback is in its log; here one line says where.
+        raise UserError(f"{variant} seed {seed} failed; see {workdir}/train.log")
     return f"done {variant} seed {seed}"
 
 
@@ -485,6 +489,7 @@ def main(argv=None):
         action="store_true",
         help="also plot the validation learning curves of every variant to <workdir>/curves.png",
     )
+    cli.add_traceback_flag(ap)
     args = ap.parse_args(argv)
     configs = parse_configs(args.configs)
     for c in [n for n, _ in configs] + ([args.data_config] if args.data_config else []):
@@ -557,4 +562,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

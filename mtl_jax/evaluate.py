@@ -2,6 +2,9 @@
 
 Restores a checkpoint written by ``mtl_jax.train`` (its config is read from the checkpoint),
 evaluates it on the requested splits and writes ``eval_metrics.json`` (or ``--output``).
+It evaluates exactly the checkpoint asked for: one that does not restore is an error naming why
+(``mtl_jax.train`` on the same workdir falls back to the newest complete checkpoint and trains
+the rest again). Bad input prints one ``error: ...`` line and exits 2 (``mtl_jax/cli.py``).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by mtl_jax.train.")
 _SPLITS = flags.DEFINE_list("splits", ["val", "test"], "Splits to evaluate.")
@@ -25,7 +28,8 @@ def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None =
     import ml_collections
 
     from mtl_jax import evaluation, optim, sharding, steps
-    from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
+    from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding, failure_reason
+    from mtl_jax.cli import UserError
     from mtl_jax.data import datasets, pipeline
     from mtl_jax.loop import jsonable, total_steps
     from mtl_jax.state import abstract_model, abstract_train_state
@@ -37,10 +41,24 @@ def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None =
     if bad:
         raise ValueError(f"--splits: unknown {bad}; valid splits are {list(datasets.SPLITS)}")
     ckpt = Checkpointer(ckpt_dir)
+    steps_there = ckpt.all_steps()
     step = ckpt.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{ckpt_dir}: no checkpoint found")
-    config = ml_collections.ConfigDict(ckpt.restore_config(step))
+    if step not in steps_there:
+        raise ValueError(f"--step {step}: no such checkpoint in {ckpt_dir}; steps: {steps_there}")
+
+    def unusable(e: Exception) -> UserError:
+        return UserError(
+            f"{ckpt_dir}/{step} does not restore ({failure_reason(e)}); rerun mtl_jax.train on "
+            f"this workdir to fall back to an older checkpoint and retrain from it, or pass --step "
+            f"with another of {steps_there}"
+        )
+
+    try:
+        config = ml_collections.ConfigDict(ckpt.restore_config(step))
+    except Exception as e:
+        raise unusable(e) from e
     schema, data = datasets.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     graphdef, _, _ = abstract_model(schema, config.model, config.seed)
@@ -48,7 +66,10 @@ def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None =
     opt = optim.make_optimizer(config.optim, total_steps(config, pipeline.num_rows(data["train"])))
     abstract = abstract_train_state(schema, config.model, opt, config.seed)
     state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
-    state = ckpt.restore(step, abstract_with_sharding(abstract, state_sh))
+    try:
+        state = ckpt.restore(step, abstract_with_sharding(abstract, state_sh))
+    except Exception as e:
+        raise unusable(e) from e
     ckpt.close()
     eval_step = steps.jit_eval_step(
         graphdef, config, state_sh.params, state_sh.model_state, sharding.batch_sharding(mesh)
@@ -86,4 +107,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from mtl_jax import cli
+
+    cli.run_absl(main)

@@ -12,18 +12,20 @@ import os
 import time
 
 import jax
+import ml_collections
 import numpy as np
 from absl import logging
 
-from mtl_jax import config_check, evaluation, optim, sharding, steps
+from mtl_jax import config_check, evaluation, optim, resume, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
+from mtl_jax.cli import UserError
 from mtl_jax.data import datasets, pipeline
-from mtl_jax.logs import MetricWriter, progress
+from mtl_jax.logs import MetricWriter, progress, write_atomic
 from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
 
 
-class NonFiniteLossError(FloatingPointError):
-    pass
+class NonFiniteLossError(FloatingPointError, UserError):
+    """A non-finite training loss; the message says which step and what was saved."""
 
 
 def total_steps(config, n_train: int) -> int:
@@ -32,16 +34,29 @@ def total_steps(config, n_train: int) -> int:
     return pipeline.steps_per_epoch(n_train, config.batch_size) * int(config.num_epochs)
 
 
-def _check_finite(window: list[tuple[int, dict]], schema) -> list[dict]:
-    """Fetches a window of per-step metrics; raises naming the first step with a bad loss."""
+def _check_finite(
+    window: list[tuple[int, dict]], schema, checkpoint_step: int | None = None
+) -> list[dict]:
+    """Fetches a window of per-step metrics; raises naming the first step with a bad loss.
+
+    ``checkpoint_step`` is the newest checkpoint's step (None: there is none), for the message.
+    """
     host = jax.device_get([m for _, m in window])
     for (step, _), m in zip(window, host):
         if not np.isfinite(m["loss"]):
             losses = dict(zip(schema.tasks, np.asarray(m["task_losses"]).tolist()))
+            if checkpoint_step is None:
+                saved = "no checkpoint has been written, so a rerun starts again from step 0"
+            else:
+                # Every checkpoint is written after the window before it passed this check.
+                saved = (
+                    f"the newest checkpoint, at step {checkpoint_step}, holds finite values and a "
+                    "rerun resumes there (and meets the same batches again)"
+                )
             raise NonFiniteLossError(
                 f"non-finite loss {float(m['loss'])} at step {step} (task losses {losses}); "
-                "training stopped and the last checkpoint (written before this step) is intact. "
-                "Check the input data for NaN/inf values or lower config.optim.learning_rate."
+                f"training stopped; {saved}. Check the input data for NaN/inf values or lower "
+                "config.optim.learning_rate (changing it on resume needs --allow_config_change)."
             )
     return host
 
@@ -62,8 +77,12 @@ def _summarise(host: list[dict], schema) -> dict:
     return out
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = False) -> dict:
     """Trains per ``config`` in ``workdir`` (resuming if it holds a checkpoint).
+
+    A resume continues from the newest checkpoint that restores completely, and refuses a config
+    that changes what is trained unless ``allow_config_change`` (``mtl_jax/resume.py``). A
+    finished run (its final checkpoint and ``final_metrics.json`` present) writes nothing.
 
     Returns the final ``{"val": metrics, "test": metrics}``.
     """
@@ -100,24 +119,66 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_to_keep)
-    start = ckpt.latest_step()
-    if start is not None:
-        state = ckpt.restore(start, abstract_with_sharding(state, state_sh), train_iter)
-        start = int(jax.device_get(state.step))
-    else:
-        start = 0
+    new_config = resume.as_dict(config)
+    changes: dict = {}
+
+    def check_config(old: dict, step: int) -> None:
+        old_total = total_steps(ml_collections.ConfigDict(old), n_train)
+        changes["changed"], changes["outside"] = resume.check(
+            old,
+            new_config,
+            step=step,
+            old_total=old_total,
+            new_total=num_steps,
+            allow_change=allow_config_change,
+            workdir=workdir,
+        )
+
+    try:
+        restored = ckpt.restore_newest(
+            abstract_with_sharding(state, state_sh), train_iter, check_config=check_config
+        )
+    except BaseException:
+        ckpt.close()
+        train_iter.close()
+        raise
+    start = 0 if restored is None else restored.step
+    if restored is not None:
+        state = restored.state
+    final_path = os.path.join(workdir, "final_metrics.json")
+    final = _read_final(final_path) if start == num_steps else None
+    if final is not None:
+        # Finished: final_metrics.json is removed whenever a run trains on (below), so this one
+        # belongs to this final checkpoint. Nothing is trained, evaluated or written.
+        ckpt.close()
+        train_iter.close()
+        if jax.process_index() == 0:
+            print(f"{workdir}: run already finished at step {start}; nothing to do", flush=True)
+            for split in ("val", "test"):
+                print(f"final {split}: " + _brief(final[split], schema), flush=True)
+        return final
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        with open(os.path.join(workdir, "schema.json"), "w") as f:
-            f.write(schema.to_json())
+        if restored is not None:
+            print(f"{workdir}: resuming at step {start} of {num_steps}", flush=True)
+        resume.record(
+            workdir,
+            start,
+            new_config,
+            checkpoint_config=None if restored is None else restored.config,
+            changed=changes.get("changed"),
+            outside=changes.get("outside"),
+        )
+        write_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+        write_atomic(os.path.join(workdir, "schema.json"), schema.to_json())
+        if os.path.exists(final_path):  # from a shorter run this one extends
+            os.remove(final_path)
 
     regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
     train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
     eval_step = steps.jit_eval_step(
         graphdef, config, state_sh.params, state_sh.model_state, batch_sh, regression
     )
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, resume_step=start)
     report_kw = dict(
         tasks=schema.tasks,
         task_types=schema.task_types,
@@ -152,6 +213,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar = progress(num_steps, initial=start)
     step = start
     try:
+        if 0 < start < num_steps and start % config.eval_every_steps == 0:
+            # The evaluation due at the restored step (the writer dropped its rows: the
+            # interrupted run may have stopped between the checkpoint and the evaluation).
+            r = evaluate("val", start)
+            bar.write(f"step {start} val " + _brief(r, schema))
+            t0 = time.perf_counter()
         while step < num_steps:
             batch = sharding.to_global(next(train_iter), mesh)
             state, step_metrics = train_step(state, batch)
@@ -165,7 +232,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 or last
                 or step % config.checkpoint_every_steps == 0
             ):
-                host = _check_finite(window, schema)
+                host = _check_finite(window, schema, ckpt.latest_step())
                 dt = time.perf_counter() - t0
                 summary = _summarise(host, schema)
                 summary["examples_per_sec"] = rows_in_window / max(dt, 1e-9)
@@ -196,10 +263,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
         for split, bad in final_flags.items():
             for task, reasons in bad.items():
                 print(f"FLAGGED {split}: task {task!r} is degenerate: {'; '.join(reasons)}")
-        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-            json.dump(jsonable(dict(final, flags=final_flags)), f, indent=2)
+        write_atomic(final_path, json.dumps(jsonable(dict(final, flags=final_flags)), indent=2))
     writer.close()
     return final
+
+
+def _read_final(path: str) -> dict | None:
+    """The final metrics a finished run wrote, or None (none yet, or written only in part)."""
+    try:
+        with open(path) as f:
+            final = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return final if isinstance(final, dict) and {"val", "test"} <= set(final) else None
 
 
 def _brief(r: dict, schema) -> str:

@@ -1,7 +1,10 @@
 """CLI: ``python -m mtl_jax.train --config configs/mmoe.py[:runlocal] --workdir runs/mmoe``.
 
 Any config key can be overridden, e.g. ``--config.model.num_experts=4 --config.num_epochs=1``.
-Re-running with the same workdir resumes from its latest checkpoint. When launched as one of
+Re-running with the same workdir resumes from its newest complete checkpoint; a config that
+changes what is trained is refused there unless ``--allow_config_change`` (``mtl_jax/resume.py``
+lists what may change). Bad input prints one ``error: ...`` line and exits 2 (``--traceback`` or
+``MTL_JAX_TRACEBACK=1`` for the traceback; ``mtl_jax/cli.py``). When launched as one of
 several processes (TPU pod, SLURM, or ``--coordinator_address/--num_processes/--process_id``),
 ``jax.distributed.initialize`` joins them; on a single machine it is skipped.
 """
@@ -39,6 +42,12 @@ _PID = flags.DEFINE_integer("process_id", None, "This process's id (multi-proces
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Join a multi-process run found from the environment (TPU pod, SLURM)."
 )
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a workdir under a config that changes what is trained (outside the allow-list of "
+    "mtl_jax/resume.py); the change is recorded in config_history.jsonl.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -70,8 +79,10 @@ def main(argv):
     maybe_initialize_distributed()
     from mtl_jax import loop
 
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from mtl_jax import cli
+
+    cli.run_absl(main)

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import chex
 import jax
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def _multiprocess(workdir, num_steps):
-    env = dict(os.environ, MTL_JAX_NO_PROGRESS="1")
+    # The launcher runs $PYTHON: this interpreter, whatever `python` is on PATH.
+    env = dict(os.environ, MTL_JAX_NO_PROGRESS="1", PYTHON=sys.executable)
     env.pop("JAX_NUM_CPU_DEVICES", None)
     proc = subprocess.run(
         [
@@ -72,4 +74,7 @@ def test_two_process_run_stopped_and_restarted_equals_one_process(tmp_path, sing
             "process_1-of-2.json",
         ]
     rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
-    assert len([r for r in rows if r["split"] == "test"]) == 2  # one per finished invocation
+    # Extending the finished 5-step run to 10 drops its step-5 evaluation (a 10-step run has
+    # none there) and logs no row twice.
+    assert [r["step"] for r in rows if r["split"] == "test"] == [10]
+    assert len({(r["step"], r["split"]) for r in rows}) == len(rows)

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from mtl_jax import cli
 from mtl_jax.data import aliccp_raw as ar
 from mtl_jax.data import datasets, pipeline, prepare, shards
 from mtl_jax.data.errors import DataError
@@ -236,7 +237,8 @@ def test_parallel_readers_give_identical_shards(raw_dir, prepared, tmp_path):
 
 def test_cli_refuses_a_non_empty_out_and_names_missing_files(raw_dir, prepared, tmp_path):
     out, _ = prepared
-    assert prepare.main(["aliccp", "--raw-dir", raw_dir[0], "--out", out, "--no-progress"]) == 1
+    argv = ["aliccp", "--raw-dir", raw_dir[0], "--out", out, "--no-progress"]
+    assert cli.run(prepare.main, argv) == 2  # one "error: ..." line, the CLI's status for bad input
     with pytest.raises(FileNotFoundError, match="common_features_train.csv"):
         _prepare(str(tmp_path), tmp_path / "o")
     meta = json.load(open(os.path.join(out, "metadata.json")))

@@ -65,9 +65,10 @@ import time
 
 import numpy as np
 
+from mtl_jax import cli
 from mtl_jax.data import aliccp_raw as ar
 from mtl_jax.data import shards, workers
-from mtl_jax.data.errors import BadLines, DataError
+from mtl_jax.data.errors import BadLines
 from mtl_jax.data.schema import CategoricalFeature, Schema, SequenceFeature
 from mtl_jax.data.synthetic import DENSE, FIELDS, TASKS
 
@@ -851,6 +852,7 @@ def main(argv=None) -> int:
     a.add_argument("--chunk-mb", type=float, default=4.0, help="skeleton block size in MB")
     a.add_argument("--no-progress", action="store_true")
     a.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    cli.add_traceback_flag(a)
     args = p.parse_args(argv)
     opts = AliccpOptions(
         raw_dir=args.raw_dir,
@@ -867,15 +869,11 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
-    try:
-        meta = prepare_aliccp(opts)
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    meta = prepare_aliccp(opts)  # bad input raises; cli.run prints it as one line, status 2
     if not opts.progress:
         print(summary(meta))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
