@@ -66,7 +66,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     Returns the final ``{"val": metrics, "test": metrics}``.
     """
-    schema, splits = datasets.load(config.data)
+    schema, splits, preprocessing = datasets.load_with_preprocessing(config.data)
     config_check.validate(config, schema)
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_size(config.batch_size, mesh)
@@ -110,6 +110,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
             f.write(config.to_json_best_effort(indent=2))
         with open(os.path.join(workdir, "schema.json"), "w") as f:
             f.write(schema.to_json())
+        if preprocessing is not None:  # how raw rows became these columns (for predict)
+            with open(os.path.join(workdir, "preprocessing.json"), "w") as f:
+                f.write(preprocessing.to_json())
 
     train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh)
     eval_step = steps.jit_eval_step(

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mtl_jax.data import datasets, readers
-from mtl_jax.data.errors import DataError
+from mtl_jax.data.errors import BadLines, DataError
+from mtl_jax.data.readers import aitm, esmm
 from mtl_jax.data.schema import batch_keys
 
 
@@ -72,11 +73,11 @@ def test_esmm_text_keeps_first_id_and_reads_every_token(shared_data):
     check_layout(ds)
     assert totals(ds, ("test",)) == (10, [1, 0])  # 10 impressions, 1 click, 0 conversions
     assert totals(ds, ("train", "val")) == (10, [2, 1])
-    part = readers._read_esmm_file(os.path.join(path, "test", "small.txt"), readers.BadLines(), {})
+    raw = esmm.read_file(os.path.join(path, "test", "small.txt"), BadLines(), {})
     first = open(os.path.join(path, "test", "small.txt")).readline().split(",")
     # The first feature token of line 1 is 210:1; PaddleRec's reader skips it, this one keeps it.
-    assert first[3] == "210:1" and part.cat[readers.ALICCP_FIELDS.index("210")][0] == 1
-    assert part.cat[readers.ALICCP_FIELDS.index("126")][0] == -1  # 126 absent for this user
+    assert first[3] == "210:1" and raw.table.column("210")[0].as_py() == 1
+    assert raw.table.column("126")[0].as_py() == -1  # 126 absent for this user
     i101 = ds.schema.field_index("101")
     assert (ds.splits["test"]["cat"][:, i101] > 0).all()
     assert (ds.splits["test"]["cat"][:, ds.schema.field_index("126")] == 0).all()
@@ -209,7 +210,7 @@ def test_datasets_load_dispatches_and_checks_kind_and_path(shared_data, tmp_path
 
 # ---- bad input ----------------------------------------------------------------------------------
 
-AITM_HEADER = "click,purchase," + ",".join(readers.AITM_FIELDS)
+AITM_HEADER = "click,purchase," + ",".join(aitm.FIELDS)
 AITM_ROW = "0,0," + ",".join(["1"] * 18)
 BAD_AITM = {
     "wrong column count": "0,0," + ",".join(["1"] * 17),

@@ -10,9 +10,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mtl_jax.data import aliccp_raw as ar
-from mtl_jax.data import datasets, pipeline, prepare, shards
+from mtl_jax.data import aliccp_writer, datasets, pipeline, prepare, shards
 from mtl_jax.data.errors import DataError
+from mtl_jax.data.readers import aliccp_raw as ar
 from mtl_jax.data.schema import batch_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +23,7 @@ MIN_COUNT = 2
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("raw")
-    info = ar.write_raw(
+    info = aliccp_writer.write_raw(
         str(d), 1500, seed=3, num_test=400, rows_per_group=15.0, click_rate=0.2, cvr=0.3,
         anomaly_rate=0.02, groups_per_batch=16,
     )  # fmt: skip
