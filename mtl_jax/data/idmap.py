@@ -13,11 +13,13 @@ class IdMap:
     """Raw feature id → provisional id 1, 2, ... of one field (0 stays "absent").
 
     Ids are looked up in a dense table over the field's id span while it stays under
-    ``TABLE_LIMIT`` entries (each real Ali-CCP field spans at most a few million ids of the global
-    id space), else in a sorted array. New ids of a block are numbered in ascending raw order.
+    ``TABLE_LIMIT`` entries, else in a sorted array. Each real Ali-CCP field spans at most ~1.6M
+    ids of the global id space (205: ~4.9M–6.5M), so 4M entries (16 MB, 36 MB while growing)
+    hold every real field while one stray id far from the rest cannot cost more. New ids of a
+    block are numbered in ascending raw order.
     """
 
-    TABLE_LIMIT = 1 << 24
+    TABLE_LIMIT = 1 << 22
 
     def __init__(self):
         self.size = 0

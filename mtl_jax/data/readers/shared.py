@@ -290,25 +290,33 @@ def read_text(
         invalid.append((row.number, row.expected_columns, row.actual_columns))
         return "skip"
 
-    read = pacsv.ReadOptions(use_threads=False)
-    if not header:
-        read = pacsv.ReadOptions(use_threads=False, column_names=list(column_names))
+    parse = dict(
+        delimiter=delimiter, quote_char='"' if quoting else False, double_quote=quoting,
+        newlines_in_values=quoting,
+    )  # fmt: skip
     try:
+        if header:  # the names, so that every column can be read as text (no type inference)
+            head = pacsv.open_csv(
+                pa.py_buffer(data),
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 16),
+                parse_options=pacsv.ParseOptions(**parse, invalid_row_handler=lambda r: "skip"),
+            )
+            column_names = head.schema.names
+            head.close()
+            read = pacsv.ReadOptions(use_threads=False)
+        else:
+            read = pacsv.ReadOptions(use_threads=False, column_names=list(column_names))
         table = pacsv.read_csv(
             pa.py_buffer(data),
             read_options=read,
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, quote_char='"' if quoting else False,
-                double_quote=quoting, newlines_in_values=quoting, invalid_row_handler=on_invalid,
-            ),
+            parse_options=pacsv.ParseOptions(**parse, invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in column_names},
                 strings_can_be_null=False, null_values=[], quoted_strings_can_be_null=False,
-                true_values=[], false_values=[], timestamp_parsers=[],
             ),
         )  # fmt: skip
     except pa.ArrowInvalid as e:
         raise DataError(path, 1, f"cannot parse the file as delimited text: {e}") from None
-    table = pa.table({n: _as_string(c) for n, c in zip(table.column_names, table.columns)})
     first = 2 if header else 1  # record number of the first data row
     n_records = first - 1 + table.num_rows + len(invalid)
     skipped = np.array(sorted(n for n, _, _ in invalid), np.int64)
@@ -329,13 +337,6 @@ def read_text(
         for n, expected, actual in sorted(invalid)
     ]
     return Raw(table, lines.astype(np.int64), [path], pending=pending)
-
-
-def _as_string(col) -> pa.ChunkedArray:
-    """A column as strings: Arrow infers types when none are given; the text is what counts."""
-    if pa.types.is_string(col.type):
-        return col
-    return pc.cast(col, pa.string())
 
 
 # ---- checked conversion --------------------------------------------------------------------------
