@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from absl import logging
+
 from mtl_jax import losses, optim, weighting
 from mtl_jax.models import layers, model_names
 
@@ -46,6 +48,10 @@ def _check_weighting(lc) -> None:
         _names(lc.gradnorm_params, "config.loss.gradnorm_params")
 
 
+def _regression_tasks(schema) -> list[str]:
+    return [t for k, t in enumerate(schema.tasks) if schema.is_regression(k)]
+
+
 def validate(config, schema) -> None:
     T = schema.num_tasks
     m = config.model
@@ -73,6 +79,11 @@ def validate(config, schema) -> None:
         )
     if lc.cascade != "none" and T < 2:
         raise ValueError(f"config.loss.cascade={lc.cascade!r} needs >= 2 tasks; the data has {T}")
+    if lc.cascade != "none" and not schema.all_binary:
+        raise ValueError(
+            f"config.loss.cascade={lc.cascade!r} chains task probabilities, but the data has "
+            f"regression tasks {_regression_tasks(schema)}; set config.loss.cascade='none'"
+        )
     for key in ("loss_weights", "export_weights"):
         if len(lc[key]) != T:
             raise ValueError(
@@ -84,6 +95,16 @@ def validate(config, schema) -> None:
             f"config.loss.label_weights must be {T} pairs (positive, negative) for tasks "
             f"{list(schema.tasks)}, got {lc.label_weights!r}"
         )
+
+    for k, t in enumerate(schema.tasks):
+        if schema.is_regression(k) and tuple(lc.label_weights[k]) != (1.0, 1.0):
+            logging.warning(
+                "config.loss.label_weights[%d] = %s does not apply: task %r is a regression task "
+                "(squared error; every row weighs 1)",
+                k,
+                tuple(lc.label_weights[k]),
+                t,
+            )
 
     _check_weighting(lc)
 

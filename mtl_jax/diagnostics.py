@@ -1,4 +1,17 @@
-"""Gate and expert diagnostics from the evaluation predictions' gates (MMoE, OMoE, CGC, PLE, ...).
+"""Run diagnostics: degenerate task outputs, and gate / expert statistics (MMoE, CGC, PLE, ...).
+
+``degenerate_reasons(preds, labels, task_type)`` says why a task's evaluation predictions are
+degenerate, or nothing when they are not (see ``CONSTANT_SPREAD`` for the threshold):
+
+* non-finite predictions (NaN or inf);
+* constant predictions: the spread of the predicted logit (binary) or value (regression, relative
+  to the labels' spread) is below ``CONSTANT_SPREAD`` — a dead output (e.g. every unit of a ReLU
+  tower inactive) predicts the same for every row;
+* a binary task whose AUC is exactly 0.5 (ties everywhere, or no ranking information at all).
+
+``evaluation.report`` adds ``t/degenerate`` (0/1) per task; the training loop warns, and writes
+the reasons to ``final_metrics.json`` under ``flags``; ``ablate`` counts flagged runs per row and
+leaves them out of every mean, spread and test.
 
 ``gate_diagnostics(gates)`` takes the per-row gate weights ``gates`` [N, T, E] (row, task, expert;
 each row's weights sum to 1 over E) that ``evaluation.predict_split`` collects when a model returns
@@ -35,6 +48,51 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+
+#: Predictions whose spread is below this are constant: for a binary task the standard deviation
+#: of the logit log(p / (1 − p)) over the rows (a spread of 1e-3 in the logit changes no
+#: probability by more than 0.1% of itself, so it carries no ranking information a model could have
+#: learned); for a regression task the standard deviation of the predictions divided by that of
+#: the labels (a model explaining any of the label variance has a ratio near √R² ≫ 1e-3).
+CONSTANT_SPREAD = 1e-3
+
+
+def degenerate_reasons(preds, labels, *, task_type: str = "binary", auc: float | None = None):
+    """Why one task's predictions are degenerate (a list of sentences; empty when they are not).
+
+    Args:
+      preds: [n] probabilities (binary) or values (regression) of the task.
+      labels: [n] its labels.
+      task_type: ``binary`` or ``regression``.
+      auc: the task's AUC when already computed (binary).
+    """
+    p = np.asarray(preds, dtype=np.float64)
+    if p.size == 0:
+        return []
+    bad = int((~np.isfinite(p)).sum())
+    if bad:
+        return [f"{bad} of {p.size} predictions are NaN or inf"]
+    reasons = []
+    if task_type == "binary":
+        q = np.clip(p, 1e-15, 1 - 1e-15)
+        spread = float(np.std(np.log(q) - np.log1p(-q)))
+        if spread < CONSTANT_SPREAD:
+            reasons.append(
+                f"constant predictions (std of the logit {spread:.2g} < {CONSTANT_SPREAD:g}; "
+                f"every row ≈ {float(np.mean(p)):.4g})"
+            )
+        if auc is not None and auc == 0.5:
+            reasons.append("AUC exactly 0.5")
+    else:
+        y = np.asarray(labels, dtype=np.float64)
+        scale = float(np.std(y)) or 1.0
+        spread = float(np.std(p)) / scale
+        if spread < CONSTANT_SPREAD:
+            reasons.append(
+                f"constant predictions (std of the predictions / std of the labels {spread:.2g} "
+                f"< {CONSTANT_SPREAD:g}; every row ≈ {float(np.mean(p)):.4g})"
+            )
+    return reasons
 
 
 class GateCollapseWarning(UserWarning):

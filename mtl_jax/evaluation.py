@@ -2,13 +2,20 @@
 
 Reported keys (``t`` is each task name, e.g. click / order; ``N`` is ``config.metrics.top_n``):
 
-  t/auc, t/logloss, t/gauc, t/pos_rate, t/rows   P(task) over all impressions. Under a cascade the
-                                                 order column is P(click and order) (CTCVR).
-  t/oracle_auc, t/oracle_gap                     with synthetic data (true probabilities known)
+  t/auc, t/logloss, t/gauc, t/pos_rate, t/rows   binary tasks: P(task) over all impressions. Under a
+                                                 cascade the order column is P(click and order).
+  t/oracle_auc, t/oracle_gap                     with the truth known (synthetic data)
+  t/mse, t/rmse, t/r2, t/label_mean, t/rows      regression tasks
+  t/oracle_mse, t/oracle_gap                     regression with the noise-free values known:
+                                                 MSE of the truth, and mse − oracle_mse
+  t/degenerate                                   1 when the task's predictions are degenerate
+                                                 (diagnostics.degenerate_reasons), else 0
   cvr/auc, cvr/logloss, ...                      under a cascade: P(order | click) on clicked rows
-  t@N                                            CLICK@N / ORDER@N: per user, the share of the top-N
-                                                 rows by ranking score Σ_k w_k p_k with label t
-  loss                                           Σ_k λ_k · logloss_k (the paper's Loss column)
+  t@N                                            CLICK@N / ORDER@N (binary tasks): per user, the
+                                                 share of the top-N rows by ranking score
+                                                 Σ_k w_k p_k with label t
+  loss                                           Σ_k λ_k · logloss_k (mse_k for regression tasks;
+                                                 the paper's Loss column)
   gates/mean, gates/utilisation                  [T, E] mean gate weight of each expert per task,
                                                  and the share of rows whose top gate is it
   gates/entropy, gates/entropy_norm              [T] mean gate entropy (nats, and / log E)
@@ -68,8 +75,25 @@ def _local_rows(x) -> np.ndarray:
     return np.concatenate(out)
 
 
-def report(pred: dict, *, tasks, cascade: str, loss_weights, top_n: int) -> dict[str, float]:
+def degenerate_tasks(pred: dict, *, tasks, task_types=None) -> dict[str, list[str]]:
+    """Task name → why its predictions are degenerate, for the degenerate tasks only."""
+    task_types = task_types or ("binary",) * len(tasks)
+    out = {}
+    for k, (t, kind) in enumerate(zip(tasks, task_types)):
+        y, p = pred["labels"][:, k], pred["probs"][:, k]
+        auc = metrics.auc(y, p) if kind == "binary" and np.isfinite(p).all() else None
+        reasons = diagnostics.degenerate_reasons(p, y, task_type=kind, auc=auc)
+        if reasons:
+            out[t] = reasons
+    return out
+
+
+def report(
+    pred: dict, *, tasks, cascade: str, loss_weights, top_n: int, task_types=None
+) -> dict[str, float]:
     """Metrics of one split from ``predict_split``'s output.
+
+    ``task_types`` (``schema.task_types``; default all binary) chooses each task's metrics.
 
     With ``gates`` in ``pred`` it adds the gate diagnostics of ``mtl_jax.diagnostics``:
     ``gates/mean`` [T, E], ``gates/entropy`` [T] (nats), ``gates/entropy_norm`` [T],
@@ -78,9 +102,24 @@ def report(pred: dict, *, tasks, cascade: str, loss_weights, top_n: int) -> dict
     """
     labels, probs = pred["labels"], pred["probs"]
     users, p_true = pred.get("user"), pred.get("p_true")
+    task_types = task_types or ("binary",) * len(tasks)
     out: dict = {}
     total = 0.0
     for k, t in enumerate(tasks):
+        if task_types[k] == "regression":
+            m = metrics.regression_metrics(
+                labels[:, k],
+                probs[:, k],
+                truth=None if p_true is None else p_true[:, k],
+                prefix=f"{t}/",
+            )
+            out.update(m)
+            total += loss_weights[k] * m[f"{t}/mse"]
+            reasons = diagnostics.degenerate_reasons(
+                probs[:, k], labels[:, k], task_type="regression"
+            )
+            out[f"{t}/degenerate"] = float(bool(reasons))
+            continue
         m = metrics.task_metrics(
             labels[:, k],
             probs[:, k],
@@ -91,6 +130,10 @@ def report(pred: dict, *, tasks, cascade: str, loss_weights, top_n: int) -> dict
         )
         out.update(m)
         total += loss_weights[k] * m[f"{t}/logloss"]
+        reasons = diagnostics.degenerate_reasons(
+            probs[:, k], labels[:, k], task_type="binary", auc=m[f"{t}/auc"]
+        )
+        out[f"{t}/degenerate"] = float(bool(reasons))
         if users is not None:
             out[f"{t}@{top_n}"] = metrics.top_n_hit_rate(
                 labels[:, k], pred["score"], users, n=top_n

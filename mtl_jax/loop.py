@@ -13,6 +13,7 @@ import time
 
 import jax
 import numpy as np
+from absl import logging
 
 from mtl_jax import config_check, evaluation, optim, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
@@ -114,17 +115,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
             with open(os.path.join(workdir, "preprocessing.json"), "w") as f:
                 f.write(preprocessing.to_json())
 
-    train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh)
+    regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
+    train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
     eval_step = steps.jit_eval_step(
-        graphdef, config, state_sh.params, state_sh.model_state, batch_sh
+        graphdef, config, state_sh.params, state_sh.model_state, batch_sh, regression
     )
     writer = MetricWriter(workdir)
     report_kw = dict(
         tasks=schema.tasks,
+        task_types=schema.task_types,
         cascade=config.loss.cascade,
         loss_weights=list(config.loss.loss_weights),
         top_n=config.metrics.top_n,
     )
+
+    flags: dict[str, dict[str, list[str]]] = {}
 
     def evaluate(split: str, step: int) -> dict:
         pred = evaluation.predict_split(
@@ -137,6 +142,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
         )
         result = evaluation.report(pred, **report_kw)
         writer.write(step, split, result)
+        bad = evaluation.degenerate_tasks(pred, tasks=schema.tasks, task_types=schema.task_types)
+        flags[split] = bad
+        for task, reasons in bad.items():
+            logging.warning(
+                "step %d %s: task %r is degenerate: %s", step, split, task, "; ".join(reasons)
+            )
         return result
 
     window: list[tuple[int, dict]] = []
@@ -170,7 +181,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 ckpt.save(step, state, train_iter, config.to_json_best_effort())
             if step % config.eval_every_steps == 0 and not last:
                 r = evaluate("val", step)
-                bar.write(f"step {step} val " + _brief(r, schema.tasks))
+                bar.write(f"step {step} val " + _brief(r, schema))
                 t0 = time.perf_counter()  # eval time is not training throughput
         if start < num_steps or ckpt.latest_step() != num_steps:
             ckpt.save(num_steps, state, train_iter, config.to_json_best_effort())
@@ -179,19 +190,26 @@ def train_and_evaluate(config, workdir: str) -> dict:
         ckpt.close()
         train_iter.close()  # stops the prefetch thread before interpreter shutdown
     final = {split: evaluate(split, num_steps) for split in ("val", "test")}
+    # A degenerate task output (constant, NaN, AUC exactly 0.5) marks the run: ablation tables
+    # count such runs and leave them out of every mean.
+    final_flags = {split: flags[split] for split in final if flags.get(split)}
     if jax.process_index() == 0:
         for split, r in final.items():
-            print(f"final {split}: " + _brief(r, schema.tasks), flush=True)
+            print(f"final {split}: " + _brief(r, schema), flush=True)
+        for split, bad in final_flags.items():
+            for task, reasons in bad.items():
+                print(f"FLAGGED {split}: task {task!r} is degenerate: {'; '.join(reasons)}")
         with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-            json.dump(jsonable(final), f, indent=2)
+            json.dump(jsonable(dict(final, flags=final_flags)), f, indent=2)
     writer.close()
     return final
 
 
-def _brief(r: dict, tasks) -> str:
+def _brief(r: dict, schema) -> str:
     parts = []
-    for t in tasks:
-        parts.append(f"{t}/auc={r[f'{t}/auc']:.4f}")
+    for k, t in enumerate(schema.tasks):
+        metric = "mse" if schema.is_regression(k) else "auc"
+        parts.append(f"{t}/{metric}={r[f'{t}/{metric}']:.4f}")
         if f"{t}/oracle_gap" in r:
             parts.append(f"{t}/gap={r[f'{t}/oracle_gap']:.4f}")
     parts.append(f"loss={r['loss']:.4f}")

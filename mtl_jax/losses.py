@@ -10,6 +10,10 @@ label can be learned three ways (``config.loss.cascade``):
 * ``product`` ESMM: the order head predicts P(order | click) but is trained through
               p_ctcvr = p_click · p_cvr on all impressions (no selection bias, no masking).
 
+A ``regression`` task (``schema.task_types``) is trained with the squared error of its raw output
+(no sigmoid) and predicts that output; label weights do not apply to it (its rows weigh 1) and no
+cascade may involve it.
+
 Label weights ``(positive, negative)`` per task weight each row's BCE (the paper's "label weight");
 loss weights per task weight the task means (paper: click 1 : order 0.02); export weights per task
 make the ranking score Σ_k w_k p_k used by CLICK@N / ORDER@N (paper: 0.8 : 0.2).
@@ -56,15 +60,18 @@ def task_losses(
     cascade: str,
     label_weights: Sequence[Sequence[float]],
     valid: jax.Array | None = None,
+    regression: Sequence[bool] | None = None,
 ) -> jax.Array:
-    """Mean weighted BCE of each task, [T].
+    """Mean weighted BCE (binary tasks) or mean squared error (regression tasks) of each task, [T].
 
     Args:
-      logits: [B, T] model logits.
-      labels: [B, T] 0/1 labels (the order label is the impression-level order label).
+      logits: [B, T] model outputs: logits of binary tasks, values of regression tasks.
+      labels: [B, T] labels: 0/1 for binary tasks (the order label is the impression-level order
+        label), real values for regression tasks.
       cascade: one of ``CASCADES``.
-      label_weights: per task ``(positive weight, negative weight)``.
+      label_weights: per task ``(positive weight, negative weight)``; binary tasks only.
       valid: [B] 1 for real rows, 0 for padding.
+      regression: per task, True for a regression task; None = every task is binary.
     """
     if cascade not in CASCADES:
         raise ValueError(f"config.loss.cascade must be one of {CASCADES}, got {cascade!r}")
@@ -73,6 +80,10 @@ def task_losses(
     per_row = bce_from_log_probs(lp, l1mp, labels)  # [B, T]
     lw = jnp.asarray(label_weights, jnp.float32)  # [T, 2]
     w = labels * lw[:, 0] + (1.0 - labels) * lw[:, 1]  # [B, T]
+    if regression is not None and any(regression):
+        reg = jnp.asarray(tuple(regression), bool)  # [T]
+        per_row = jnp.where(reg, jnp.square(logits.astype(jnp.float32) - labels), per_row)
+        w = jnp.where(reg, 1.0, w)
     if valid is not None:
         w = w * valid[:, None].astype(jnp.float32)
     if cascade == "masked":
@@ -80,14 +91,19 @@ def task_losses(
     return (per_row * w).sum(axis=0) / jnp.maximum(w.sum(axis=0), 1e-9)
 
 
-def predict(logits: jax.Array, cascade: str) -> dict[str, jax.Array]:
-    """Probabilities in impression space.
+def predict(
+    logits: jax.Array, cascade: str, regression: Sequence[bool] | None = None
+) -> dict[str, jax.Array]:
+    """Probabilities in impression space (values for regression tasks).
 
-    Returns ``probs`` [B, T]: P(task) over impressions for every task (the order column is
-    P(click and order) when a cascade is used), and under a cascade also ``cvr`` [B]:
-    P(order | click), to be evaluated on clicked rows.
+    Returns ``probs`` [B, T]: P(task) over impressions for every binary task (the order column is
+    P(click and order) when a cascade is used) and the predicted value of every regression task,
+    and under a cascade also ``cvr`` [B]: P(order | click), to be evaluated on clicked rows.
     """
-    p = jax.nn.sigmoid(logits.astype(jnp.float32))
+    logits = logits.astype(jnp.float32)
+    p = jax.nn.sigmoid(logits)
+    if regression is not None and any(regression):
+        p = jnp.where(jnp.asarray(tuple(regression), bool), logits, p)
     out = {}
     if cascade in ("masked", "product"):
         out["cvr"] = p[:, -1]

@@ -1,4 +1,4 @@
-"""Exact, vectorised evaluation metrics for click / order prediction.
+"""Exact, vectorised evaluation metrics for click / order prediction (and regression tasks).
 
 Everything here is plain numpy on float64 so that the numbers are exact (no binning, no
 streaming approximation) and independent of the accelerator the model ran on. The functions
@@ -8,7 +8,7 @@ there are no Python loops over rows, tie groups or users.
 Conventions shared by every function:
 
 * Inputs are 1-D arrays of equal length.
-* ``labels`` are binary (0 or 1, any numeric or bool dtype).
+* ``labels`` are binary (0 or 1, any numeric or bool dtype), except in ``regression_metrics``.
 * ``weights`` are optional non-negative sample weights (default: all ones). Rows with weight 0
   are removed before anything else happens, so they do not count at all: not in the class
   check, not in the tie groups, not in the group sizes, and their labels/scores are not
@@ -30,6 +30,7 @@ __all__ = [
     "gauc",
     "logloss",
     "oracle_gap",
+    "regression_metrics",
     "task_metrics",
     "top_n_hit_rate",
 ]
@@ -468,6 +469,59 @@ def task_metrics(
 # --------------------------------------------------------------------------------------------
 # Accumulation across batches and hosts
 # --------------------------------------------------------------------------------------------
+
+
+def regression_metrics(
+    labels: Any,
+    preds: Any,
+    *,
+    truth: Any | None = None,
+    weights: Any | None = None,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Metrics of one regression task as a flat dict of Python floats.
+
+    Args:
+        labels: Real-valued labels, shape ``[n]``.
+        preds: Predicted values, shape ``[n]``.
+        truth: Optional noise-free expected values (synthetic data): the best any model can
+            predict, so ``oracle_mse`` is the noise floor of these labels.
+        weights: Optional non-negative sample weights; weight-0 rows are ignored.
+        prefix: Prepended to every key, e.g. ``"y1/"``.
+
+    Returns:
+        Keys (each with ``prefix``): ``mse``, ``rmse``, ``r2`` (1 − MSE / variance of the labels;
+        nan for constant labels), ``label_mean``, ``rows``; with ``truth``: ``oracle_mse``
+        (MSE of ``truth``) and ``oracle_gap`` (``mse − oracle_mse``: how far above the noise
+        floor the model is). Everything is nan for zero rows.
+    """
+    y = _as_1d(labels, "labels").astype(np.float64)
+    p = _as_1d(preds, "preds").astype(np.float64)
+    if p.shape != y.shape:
+        raise ValueError(f"preds {p.shape} and labels {y.shape} differ in length")
+    w = np.ones_like(y) if weights is None else _as_1d(weights, "weights").astype(np.float64)
+    if w.shape != y.shape:
+        raise ValueError("weights and labels differ in length")
+    keep = w > 0
+    y, p, w = y[keep], p[keep], w[keep]
+    t = None if truth is None else _as_1d(truth, "truth").astype(np.float64)[keep]
+    out: dict[str, float] = {"rows": float(y.shape[0])}
+    if y.shape[0] == 0:
+        nan = float("nan")
+        out.update(mse=nan, rmse=nan, r2=nan, label_mean=nan)
+        if t is not None:
+            out.update(oracle_mse=nan, oracle_gap=nan)
+        return {f"{prefix}{k}": v for k, v in out.items()}
+    wsum = w.sum()
+    mse = float(np.dot(w, np.square(p - y)) / wsum)
+    mean = float(np.dot(w, y) / wsum)
+    var = float(np.dot(w, np.square(y - mean)) / wsum)
+    out.update(mse=mse, rmse=float(np.sqrt(mse)), label_mean=mean)
+    out["r2"] = 1.0 - mse / var if var > 0 else float("nan")
+    if t is not None:
+        oracle = float(np.dot(w, np.square(t - y)) / wsum)
+        out.update(oracle_mse=oracle, oracle_gap=mse - oracle)
+    return {f"{prefix}{k}": float(v) for k, v in out.items()}
 
 
 class EvalAccumulator:

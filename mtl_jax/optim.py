@@ -102,14 +102,21 @@ _WEIGHTING_ADAM = optax.scale_by_adam()
 
 
 def split_tables(params: dict) -> tuple[dict, dict]:
-    """(tables: key → [rows, D], the other params without the tables)."""
+    """(tables: key → [rows, D], the other params without the tables).
+
+    A model of dense-only data has no tables (its state has no ``inputs`` entry at all).
+    """
+    if TABLES[0] not in params:
+        return {}, params
     inputs = dict(params[TABLES[0]])
-    tables = inputs.pop(TABLES[1])
+    tables = inputs.pop(TABLES[1], {})
     return tables, dict(params, **{TABLES[0]: inputs})
 
 
 def merge_tables(rest: dict, tables: dict) -> dict:
-    return dict(rest, **{TABLES[0]: dict(rest[TABLES[0]], **{TABLES[1]: tables})})
+    if not tables and TABLES[0] not in rest:
+        return rest
+    return dict(rest, **{TABLES[0]: dict(rest.get(TABLES[0], {}), **{TABLES[1]: tables})})
 
 
 @dataclasses.dataclass(frozen=True)

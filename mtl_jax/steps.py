@@ -120,7 +120,13 @@ def _pcgrad(task_rows_as_params, task_specific, key):
 
 
 def train_step(
-    state: TrainState, batch: dict, *, graphdef, opt: optim.Optimizer, config
+    state: TrainState,
+    batch: dict,
+    *,
+    graphdef,
+    opt: optim.Optimizer,
+    config,
+    regression: tuple[bool, ...] | None = None,
 ) -> tuple[TrainState, dict]:
     """One update on a (global) batch.
 
@@ -131,7 +137,8 @@ def train_step(
     With a sparse embedding update the gradient is taken with respect to the touched rows only
     (``_compact_tables``), so nothing of size vocabulary is read or written besides the rows
     themselves. ``config.loss.weighting`` chooses how the task losses combine (see
-    ``mtl_jax/weighting.py``).
+    ``mtl_jax/weighting.py``). ``regression`` marks the regression tasks (``schema.task_types``):
+    squared error instead of BCE.
     """
     loss_cfg = config.loss
     kind = loss_cfg.get("weighting", "static")
@@ -173,6 +180,7 @@ def train_step(
             cascade=loss_cfg.cascade,
             label_weights=loss_cfg.label_weights,
             valid=batch.get("valid"),
+            regression=regression,
         )
         return task, out.get("aux_loss"), new_model_state, out.get("aux_metrics", {})
 
@@ -285,8 +293,17 @@ def train_step(
     return new_state, metrics
 
 
-def eval_step(params: dict, model_state: dict, batch: dict, *, graphdef, config) -> dict:
-    """Predictions for one batch: impression-space probabilities, cvr, ranking score, gates."""
+def eval_step(
+    params: dict,
+    model_state: dict,
+    batch: dict,
+    *,
+    graphdef,
+    config,
+    regression: tuple[bool, ...] | None = None,
+) -> dict:
+    """Predictions for one batch: impression-space probabilities (values of regression tasks),
+    cvr, ranking score, gates."""
     _, model_params = weighting.split_params(params)
     out, _ = _forward(
         graphdef,
@@ -297,25 +314,31 @@ def eval_step(params: dict, model_state: dict, batch: dict, *, graphdef, config)
         key=None,
         compute_dtype=_compute_dtype(config.compute_dtype),
     )
-    pred = losses.predict(out["logits"], config.loss.cascade)
+    pred = losses.predict(out["logits"], config.loss.cascade, regression)
     pred["score"] = losses.ranking_score(pred["probs"], config.loss.export_weights)
     if "gates" in out:
         pred["gates"] = out["gates"].astype(jnp.float32)
     return pred
 
 
-def jit_train_step(graphdef, opt, config, state_sharding, batch_sharding):
+def jit_train_step(graphdef, opt, config, state_sharding, batch_sharding, regression=None):
     """The jitted train step: donated state, shardings fixed, so it compiles once."""
+    regression = None if regression is None else tuple(bool(r) for r in regression)
     return jax.jit(
-        functools.partial(train_step, graphdef=graphdef, opt=opt, config=config),
+        functools.partial(
+            train_step, graphdef=graphdef, opt=opt, config=config, regression=regression
+        ),
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, None),
         donate_argnums=(0,),
     )
 
 
-def jit_eval_step(graphdef, config, params_sharding, model_state_sharding, batch_sharding):
+def jit_eval_step(
+    graphdef, config, params_sharding, model_state_sharding, batch_sharding, regression=None
+):
+    regression = None if regression is None else tuple(bool(r) for r in regression)
     return jax.jit(
-        functools.partial(eval_step, graphdef=graphdef, config=config),
+        functools.partial(eval_step, graphdef=graphdef, config=config, regression=regression),
         in_shardings=(params_sharding, model_state_sharding, batch_sharding),
     )

@@ -41,7 +41,9 @@ def test_runner_builds_the_table_and_skips_finished_runs(tmp_path, monkeypatch):
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.reader(f))
     header = rows[0]
-    assert header[:7] == ["model", "seeds", "click AUC", "order AUC", "loss", "CLICK@2", "ORDER@2"]
+    assert header[:8] == [
+        "model", "seeds", "flagged", "click AUC", "order AUC", "loss", "CLICK@2", "ORDER@2"
+    ]  # fmt: skip
     by_name = {r[0]: dict(zip(header, r)) for r in rows[1:]}
     assert set(by_name) == {"mmoe", "mlp"}
     runs = [
@@ -86,11 +88,11 @@ def test_table_names_the_tasks_of_the_runs_and_the_census_config_spec(tmp_path):
             }
             (d / "final_metrics.json").write_text(json.dumps({"test": test, "val": test}))
     results = ablate.collect(str(tmp_path), ["mmoe", "ple"], [0, 1])
-    tasks = ablate.run_tasks(str(tmp_path), results)
-    assert tasks == ("income", "never_married")
+    tasks, types = ablate.run_tasks(str(tmp_path), results)
+    assert tasks == ("income", "never_married") and types == ("binary", "binary")
     header, rows = ablate.table(results, "mmoe", tasks)
     assert header == [
-        "model", "seeds", "income AUC", "never_married AUC", "loss", "INCOME@2",
+        "model", "seeds", "flagged", "income AUC", "never_married AUC", "loss", "INCOME@2",
         "NEVER_MARRIED@2", "income AUC vs base", "never_married AUC vs base", "p income",
         "p never_married",
     ]  # fmt: skip
@@ -127,3 +129,91 @@ def test_a_config_variant_with_its_own_overrides():
     ]
     with pytest.raises(SystemExit, match="not key=value"):
         ablate.parse_configs("mmoe[model.embed_dim]")
+
+
+def _fake_runs(root, per_variant, tasks=("click", "order"), task_types=None, flags=None):
+    """Writes final_metrics.json (+ schema.json) for variant → seed → test metrics."""
+    for name, per_seed in per_variant.items():
+        for seed, test in per_seed.items():
+            d = root / name / f"seed{seed}"
+            d.mkdir(parents=True)
+            schema = {"tasks": list(tasks)}
+            if task_types:
+                schema["task_types"] = list(task_types)
+            (d / "schema.json").write_text(json.dumps(schema))
+            saved = {"test": test, "val": test, "flags": (flags or {}).get((name, seed), {})}
+            (d / "final_metrics.json").write_text(json.dumps(saved))
+
+
+def test_a_flagged_run_is_counted_and_left_out_of_every_figure(tmp_path):
+    """A dead output (the loop's flags, or an AUC of exactly 0.5 in a run written before flags
+    existed) is never averaged in: mean, spread and paired test use the other seeds."""
+    good = {"click/auc": 0.78, "order/auc": 0.80, "loss": 0.4}
+    runs = {
+        "mmoe": {s: dict(good, **{"click/auc": 0.78 + 0.01 * s}) for s in range(6)},
+        "shared_bottom": {s: dict(good, **{"click/auc": 0.77 + 0.01 * s}) for s in range(6)},
+    }
+    runs["shared_bottom"][2]["order/auc"] = 0.5  # an old run, no flags: caught by the AUC
+    runs["mmoe"][4]["order/auc"] = 0.61  # flagged by the loop (constant predictions)
+    flags = {("mmoe", 4): {"test": {"order": ["constant predictions (std of the logit 0)"]}}}
+    _fake_runs(tmp_path, runs, flags=flags)
+    results = ablate.collect(str(tmp_path), list(runs), range(6))
+    found = ablate.run_flags(str(tmp_path), results)
+    assert found == {
+        "mmoe": {4: ["test order: constant predictions (std of the logit 0)"]},
+        "shared_bottom": {2: ["test order: AUC exactly 0.5"]},
+    }
+    header, rows = ablate.table(results, "shared_bottom", flags=found)
+    mmoe = dict(zip(header, rows[0]))
+    assert mmoe["seeds"] == "5" and mmoe["flagged"] == "1 (seed 4)"
+    assert mmoe["order AUC"] == "0.8000 ± 0.0000"  # 0.61 is not in it
+    clicks = [0.78 + 0.01 * s for s in (0, 1, 2, 3, 5)]
+    assert mmoe["click AUC"] == f"{np.mean(clicks):.4f} ± {np.std(clicks, ddof=1):.4f}"
+    # paired over the seeds both kept (0, 1, 3, 5): +0.01 on each of 4 → p = 2/16
+    assert mmoe["p click"] == "0.125"
+    ablate.write_tables(str(tmp_path), header, rows, "cmd", found)
+    md = open(tmp_path / "results.md").read()
+    assert "`mmoe` seed 4: test order: constant predictions" in md
+
+
+def test_regression_tasks_get_mse_columns_and_a_per_value_baseline(tmp_path):
+    """Regression runs show MSE (lower is better) and R²; a swept variant is compared with the
+    baseline at the same sweep value; the pivot puts the sweep values in columns."""
+    runs = {}
+    for corr, sb_mse in (("1.0", 0.30), ("0.0", 0.50)):
+        runs[f"shared_bottom[correlation={corr}]"] = {
+            s: {"y1/mse": sb_mse + 0.01 * s, "y1/r2": 0.9, "loss": 1.0} for s in range(6)
+        }
+        runs[f"mmoe[correlation={corr}]"] = {
+            s: {"y1/mse": 0.30 + 0.01 * s, "y1/r2": 0.9, "loss": 1.0} for s in range(6)
+        }
+    _fake_runs(tmp_path, runs, tasks=("y1",), task_types=("regression",))
+    results = ablate.collect(str(tmp_path), list(runs), range(6))
+    tasks, types = ablate.run_tasks(str(tmp_path), results)
+    assert types == ("regression",)
+    header, rows = ablate.table(results, "shared_bottom", tasks, types)
+    assert header[3:6] == ["y1 MSE", "y1 R2", "loss"] and "y1 MSE vs base" in header
+    by = {r[0]: dict(zip(header, r)) for r in rows}
+    assert by["mmoe[correlation=1.0]"]["y1 MSE vs base"] == "+0.00%"
+    assert by["mmoe[correlation=0.0]"]["y1 MSE vs base"] == f"{100 * (0.325 - 0.525) / 0.525:+.2f}%"
+    assert by["mmoe[correlation=0.0]"]["p y1"] == "0.031 *"  # 6 of 6 better: 2/64
+    assert by["shared_bottom[correlation=0.0]"]["y1 MSE vs base"] == "baseline"
+    configs = [("shared_bottom", []), ("mmoe", [])]
+    layout = ablate.pivot_layout(configs, [("data.relatedness.correlation", ["1.0", "0.0"])])
+    assert layout[1] == ("shared_bottom", "correlation=0.0", "shared_bottom[correlation=0.0]")
+    p_header, p_rows = ablate.pivot(results, layout, "shared_bottom", "y1", "regression")
+    assert p_header == ["y1 MSE", "correlation=1.0", "correlation=0.0"]
+    assert p_rows[1][2].startswith("0.3250 ± ") and "p 0.031 *" in p_rows[1][2]
+
+
+def test_tasks_come_from_the_metrics_when_no_schema_was_kept(tmp_path):
+    """Committed results keep only final_metrics.json: the census runs' tasks are read from
+    their metric keys, not assumed to be click/order (which would flag every run as NaN)."""
+    test = {"income/auc": 0.9, "never_married/auc": 0.99, "loss": 0.3, "gates/mean": [0.5]}
+    _fake_runs(tmp_path, {"mmoe": {0: test, 1: test}})
+    for seed in (0, 1):
+        os.remove(tmp_path / "mmoe" / f"seed{seed}" / "schema.json")
+    results = ablate.collect(str(tmp_path), ["mmoe"], [0, 1])
+    tasks, types = ablate.run_tasks(str(tmp_path), results)
+    assert tasks == ("income", "never_married") and types == ("binary", "binary")
+    assert ablate.run_flags(str(tmp_path), results, tasks, types) == {}

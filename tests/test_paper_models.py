@@ -349,7 +349,7 @@ def test_multisource_uses_each_rows_own_mapping():
     source = jnp.arange(9) % 3
     shared = model.mapping(x, source, train=False)
     every = model.mapping.out(model.mapping.hidden(x, train=False))  # [B, S, shared]
-    np.testing.assert_allclose(shared, every[jnp.arange(9), source], rtol=1e-6)
+    np.testing.assert_allclose(shared, every[jnp.arange(9), source], rtol=1e-5, atol=1e-6)
 
 
 def test_multisource_with_one_source_is_a_clear_error():

@@ -59,6 +59,43 @@ user × item crosses 508.. / D508... The bilinear user × item term and the sequ
 the interest term are kept small (an MMoE gets within ~0.01 of the oracle click AUC); the latter
 is what a sequence model (DIN) can add.
 
+Phenomena. Each component of Wang, Zhang & Wulamu (2021) is motivated in their section 3 by a
+property of the data; each property is a knob here, so a component can be tested where its
+phenomenon is present and where it is not (``configs/phenomena.py`` names the settings; every
+knob's default reproduces the earlier data bit for bit). Written down before any model ran on
+them:
+
+* ``interest_weight`` (default 0.25) and ``interest_decay_days`` (default 3): how much the labels
+  depend on the user's recent behaviour sequence, and how fast that interest decays (the weight
+  of the ``<h, v>`` term; the recency decay of ``h`` alone, the 14-day aggregates keep 3 days).
+  Sequence MMoE, section 3.5: "The sequence feature can capture the correlation of user's
+  behavior better ... we design the embeddings, which represent spatial information and time
+  information." A model without the sequence sees only the 14-day aggregates and crosses.
+* ``task_feature_split`` (default 0, at most 1): the task-specific label components draw on
+  different feature groups: at 1 the click-specific part depends on user and context features
+  only (user bias, behaviour-strength dense features, position) and the order-specific part on
+  item features only (item bias); the shared part on everything. Attention gates, sections
+  3.1–3.2: "Gate-improved attention is more associated with expert matching and more specific to
+  task representation"; fine-grained attention "can better adapt the different correlation
+  tasks".
+* ``interaction_weight`` (default 0): adds κ · s_u · s_i to the shared component, the product of
+  the standardised user bias (a sum over the profile fields) and item bias (category cluster,
+  brand, item): a cross between what two groups of fields say on their own, which one expert
+  reading one group cannot represent. Boosting experts, section 3.3: "In order to make
+  different experts interact better"; the auto interact layer, section 3.4: "we regard the output
+  of different experts as abstract high-level features, and design an interactive network
+  layer"; feature self-attention (the same section) interacts the fields themselves.
+* ``source_misalignment`` (default 0, with ``num_sources`` > 1): every source but the first
+  shows the features the labels were made from through its own transform — dense features
+  ``D ** γ`` with log γ ~ U(−a, a) per source and feature, and the position ids permuted — while
+  the label function is shared. Improved loss, section 3.6: "Recommendation system has multiple
+  scenarios, and the data is heterogeneous. Traditional multitask learning joint training
+  requires data feature to be aligned ... we propose a feature space mapping operator." A model
+  that does not read the source cannot undo the transform.
+* ``user_item_weight`` (default 0.25): the weight of the bilinear user × item term, the part a
+  model has to learn from the id embeddings' interaction: larger leaves more headroom between
+  MMoE and the oracle.
+
 Rates. The defaults (CTR 10%, CVR 10% of clicks, i.e. 1% orders per impression) are far above
 Ali-CCP's (CTR 3.9%, CVR 0.54%, 0.021% orders per impression): at the real rates a 100k-row test
 split holds ~20 orders, too few to measure an order AUC. Set ``click_rate=0.039, cvr=0.0054``
@@ -173,6 +210,9 @@ class SyntheticConfig:
       num_sources: data sources with different feature distributions and one label model.
       zipf_exponent: popularity exponent of users and items.
       sequence: whether the schema and the batches carry the behaviour sequence.
+      interest_weight, interest_decay_days, task_feature_split, interaction_weight,
+      source_misalignment, user_item_weight: the phenomenon knobs (module docstring,
+        "Phenomena"); their defaults give the data every earlier result was measured on.
     """
 
     seed: int = 0
@@ -188,6 +228,12 @@ class SyntheticConfig:
     num_sources: int = 1
     zipf_exponent: float = 1.1
     sequence: bool = True
+    interest_weight: float = 0.25
+    interest_decay_days: float = 3.0
+    task_feature_split: float = 0.0
+    interaction_weight: float = 0.0
+    source_misalignment: float = 0.0
+    user_item_weight: float = 0.25
 
     def __post_init__(self):
         def check_int(name, lo, hi=None):
@@ -220,6 +266,12 @@ class SyntheticConfig:
         check_float("cvr", 0.0, 0.9, True, False)
         check_int("num_sources", 1, 64)
         check_float("zipf_exponent", 0.0, 3.0, True, False)
+        check_float("interest_weight", 0.0, 10.0, False, False)
+        check_float("interest_decay_days", 0.0, 100.0, True, False)
+        check_float("task_feature_split", 0.0, 1.0, False, False)
+        check_float("interaction_weight", 0.0, 10.0, False, False)
+        check_float("source_misalignment", 0.0, 3.0, False, False)
+        check_float("user_item_weight", 0.0, 10.0, False, False)
         if not isinstance(self.sequence, bool):
             raise ValueError(f"SyntheticConfig.sequence must be a bool, got {self.sequence!r}")
 
@@ -407,6 +459,7 @@ class LatentModel:
         vec = cat_vec[cat] + _W["brand"] * brand_vec[brand]
         vec += _W["item_own"] * rng.normal(0, sd, (n_items, K, d))
         bias = cat_b[cat] + brand_b[brand] + rng.normal(0, _W["item_own_bias"], (n_items, K))
+        self._item_bias_std = float(bias[:, 0].std())
 
         # per-item tables in row order
         i_int = np.zeros((n_items, 9), np.int32)  # 205, 206, 207, 210, 216, 508, 509, 702, 853
@@ -517,11 +570,15 @@ class LatentModel:
             dl = np.concatenate([days * _DAY_STEPS, loc], 1).astype(np.uint16)
             rec[:, _U_SEQ + L :] = dl.view(np.int32)
 
-        # interest h = recency-weighted mean of the history's item vectors
+        # interest h = recency-weighted mean of the history's item vectors (its own decay: the
+        # 14-day aggregates below keep _TAU_DAYS whatever interest_decay_days is)
+        wh = w
+        if cfg.interest_decay_days != _TAU_DAYS:
+            wh = np.where(mask, np.exp(-days / cfg.interest_decay_days), 0.0)
         h = np.zeros((n, K * d))
         for j in range(L):
-            h += w[:, j, None] * np.take(self._item_vec, h_row[:, j], axis=0)
-        h = h.reshape(n, K, d) / np.maximum(w.sum(1), 1e-9)[:, None, None]
+            h += wh[:, j, None] * np.take(self._item_vec, h_row[:, j], axis=0)
+        h = h.reshape(n, K, d) / np.maximum(wh.sum(1), 1e-9)[:, None, None]
 
         # 14-day aggregates: top-_TOP (cat, shop, brand, intention) values by recency-weighted
         # count, weights as bytes round(255 log1p(count) / log1p(L))
@@ -548,11 +605,23 @@ class LatentModel:
 
     # -- label model --------------------------------------------------------------------------
     def _build_label_model(self, rng: np.random.Generator) -> None:
-        S, K = self.cfg.num_sources, _K
+        cfg = self.cfg
+        S, K = cfg.num_sources, _K
         # user side [K, d+2] = [α u + μ h, user_bias, 1] against the item side [v, 1, item_bias]
         ub = self._u_bias[..., None]
-        uh = _W["user_item"] * self._u_vec + _W["interest"] * self._h
-        side = np.concatenate([uh, ub, np.ones_like(ub)], -1)
+        uh = cfg.user_item_weight * self._u_vec + cfg.interest_weight * self._h
+        ones = np.ones_like(ub)
+        # interaction_weight: standardised shared user and item biases, for their product
+        self.bias_scale = np.array(
+            [1 / max(float(self._u_bias[:, 0].std()), 1e-9), 1 / max(self._item_bias_std, 1e-9)]
+        )
+        split = cfg.task_feature_split
+        if split:  # click-specific part: user and context only; order-specific part: item only
+            keep = 1.0 - split
+            uh[:, 1:] *= keep  # no user × item term in the task-specific parts
+            ones[:, 1] *= keep  # the item bias of the click part
+            ub[:, 2] *= keep  # the user bias of the order part
+        side = np.concatenate([uh, ub, ones], -1)
         self.u_rec[:, _U_VEC:_U_SEQ] = (
             side.reshape(self.num_users, -1).astype(np.float32).view(np.int32)
         )
@@ -560,6 +629,10 @@ class LatentModel:
         # dense effect: behaviour strength and interest matches raise both tasks
         base = np.array([0.3, 0.2, 0.2, 0.2, 1.6, 0.8, 0.8, 0.6])
         self.beta = (base[:, None] * rng.uniform(0.3, 1.7, (8, K))).astype(np.float32)
+        if split:  # D508.. are user × item matches: not in the task-specific parts; the order
+            # part keeps no user-side dense feature either
+            self.beta[4:, 1] *= keep
+            self.beta[:, 2] *= keep
         pos = np.zeros((4, K), np.float32)  # position 301 (ids 1..3): shared and click parts
         pos[1:, 0] = [0.35, 0.0, -0.35]
         pos[1:, 1] = [0.25, 0.0, -0.25]
@@ -571,6 +644,20 @@ class LatentModel:
         gam = np.ones((S, 8), np.float32)
         gam[1:] = np.exp(rng.uniform(-0.5, 0.5, (S - 1, 8)))
         self.dense_gamma = gam
+        # source_misalignment: what each source s > 0 shows of the features the labels were made
+        # from (its own stream, so the labels and every other draw stay as without it)
+        a = cfg.source_misalignment
+        if a and S > 1:
+            mis = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x5A11]))
+            shown = np.ones((S, 8), np.float32)
+            shown[1:] = np.exp(mis.uniform(-a, a, (S - 1, 8)))
+            self.shown_gamma = shown
+            perm = np.tile(np.arange(4, dtype=np.int32), (S, 1))  # position ids, 0 stays 0
+            for src in range(1, S):
+                perm[src, 1:] = 1 + mis.permutation(3)
+            self.shown_pos = perm
+        else:
+            self.shown_gamma = self.shown_pos = None
         self.z_scale = np.ones(K, np.float32)
         self.mix = self._mix()
         self.offset = np.zeros(2, np.float32)
@@ -657,21 +744,28 @@ class LatentModel:
 
         # the label components (or, projected, the logits): bilinear + dense + position parts
         width = _K * (_DIM + 2)
-        w_prod, w_dense, w_pos = proj
-        y = np.multiply(
-            urec[:, _U_VEC : _U_VEC + width].view(np.float32),
-            irec[:, _I_VEC : _I_VEC + width].view(np.float32),
-        )
+        w_prod, w_dense, w_pos, w_inter = proj
+        u_side = urec[:, _U_VEC : _U_VEC + width].view(np.float32)
+        i_side = irec[:, _I_VEC : _I_VEC + width].view(np.float32)
+        y = np.multiply(u_side, i_side)
         y = y @ w_prod
         y += dense @ w_dense
         y += np.take(w_pos, pos, axis=0)
+        if self.cfg.interaction_weight:
+            # product of the standardised shared user bias and item bias: a cross of what the
+            # user-profile fields and the item fields each say on their own
+            su = u_side[:, _DIM] * np.float32(self.bias_scale[0])
+            si = i_side[:, _DIM + 1] * np.float32(self.bias_scale[1])
+            y += (su * si)[:, None] * w_inter
         return {"src": src, "urec": urec, "irec": irec, "pos": pos, "combo": combo, "y": y}
 
     def _projection(self, mix: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """Matrices taking (bilinear products, dense, position) to the components ``z`` [n, K],
-        or to ``z @ mix`` when ``mix`` is given."""
+        """Matrices taking (bilinear products, dense, position, the bias interaction) to the
+        components ``z`` [n, K], or to ``z @ mix`` when ``mix`` is given."""
         sum_k = np.kron(np.eye(_K), np.ones((_DIM + 2, 1)))  # sums each component's products
-        mats = (sum_k, self.beta, self.pos_eff)
+        inter = np.zeros((1, _K))
+        inter[0, 0] = self.cfg.interaction_weight  # the shared component
+        mats = (sum_k, self.beta, self.pos_eff, inter)
         if mix is not None:
             mats = tuple(m @ mix for m in mats)
         return tuple(np.ascontiguousarray(m, dtype=np.float32) for m in mats)
@@ -693,6 +787,10 @@ class LatentModel:
             out["labels"][s:e, 0] = click
             out["labels"][s:e, 1] = order
             out["p_true"][s:e] = p
+            if self.shown_gamma is not None:  # what the sources show, after the labels
+                src = f["src"]
+                out["dense"][s:e] **= np.take(self.shown_gamma, src, axis=0)
+                f["pos"] = self.shown_pos[src, f["pos"]]
             urec, irec = f["urec"], f["irec"]
             cat = out["cat"][s:e]
             _copy_cols(cat, 0, urec, _U_INT, 9)

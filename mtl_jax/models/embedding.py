@@ -49,7 +49,8 @@ class InputLayer(nnx.Module):
     """Embeds a batch.
 
     Returns a dict with
-      ``fields``  [B, F, D]  field embeddings (only when every field has width D, else absent),
+      ``fields``  [B, F, D]  field embeddings (only when there are fields and every field has
+                             width D, else absent),
       ``flat``    [B, ΣD+N]  field embeddings and dense features, concatenated,
       ``dense``   [B, N],
     and with ``use_sequence`` (the model reads the behaviour sequence) also ``seq`` [B, L, D]
@@ -143,12 +144,15 @@ class InputLayer(nnx.Module):
             for j, i in enumerate(idx):
                 per_field[i] = emb[:, j]
         dense = batch["dense"]
-        if self.uniform:
-            out["fields"] = jnp.stack(per_field, axis=1)  # [B, F, D]
-            flat_emb = out["fields"].reshape(cat.shape[0], -1)
+        if not per_field:  # dense-only data
+            out["flat"] = dense
         else:
-            flat_emb = jnp.concatenate(per_field, axis=-1)
-        out["flat"] = jnp.concatenate([flat_emb, dense], axis=-1)
+            if self.uniform:
+                out["fields"] = jnp.stack(per_field, axis=1)  # [B, F, D]
+                flat_emb = out["fields"].reshape(cat.shape[0], -1)
+            else:
+                flat_emb = jnp.concatenate(per_field, axis=-1)
+            out["flat"] = jnp.concatenate([flat_emb, dense], axis=-1)
         out["dense"] = dense
         if self.use_sequence:
             out["seq"] = seq  # [B, L, D]
