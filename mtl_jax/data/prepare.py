@@ -169,9 +169,11 @@ def _encode(raw: np.ndarray, idmap: IdMap) -> np.ndarray:
 
 
 def _encode_fields(raw: np.ndarray, idmaps: list[IdMap]) -> np.ndarray:
-    """[n, F] raw ids → provisional ids, field by field."""
+    """[n, F] raw ids → provisional ids, field by field (fields absent from every row skipped:
+    a skeleton line has no user fields, a common line no item fields)."""
     out = np.zeros(raw.shape, np.int32)
-    for f in range(ar.NUM_FIELDS):
+    present = (raw >= 0).any(axis=0) if len(raw) else np.zeros(raw.shape[1], bool)
+    for f in np.flatnonzero(present).tolist():
         out[:, f] = _encode(raw[:, f], idmaps[f])
     return out
 
@@ -321,7 +323,7 @@ def read_block(task: tuple[int, int, bool]) -> BlockResult:
         len(rows), row_map[blk.e_line[e]], blk.e_field[e], blk.e_id[e], blk.e_w[e], lb
     )
     cm_bags = {}
-    for s in _SKELETON_SLOTS if lb else ():
+    for s in _CTX["common_skeleton_slots"]:  # item-side bags in common lines (rare)
         own = sk.bags.get(s)
         need = np.ones(len(rows), bool) if own is None else own[2] == 0
         if not need.any():
@@ -422,6 +424,7 @@ class _Job:
             spec[f"bag_{f}_w"] = (np.float32, (lb,))
         writer = shards.SplitWriter(table_dir, spec)
         keys, lines, bad_keys = [], [], []
+        self.common_skeleton_slots = set()
         stats = {"lines": 0, "rows": 0}
         first_line, row0 = 1, 0
         _CTX.clear()
@@ -447,6 +450,8 @@ class _Job:
                         block[f"bag_{f}_ids"] = np.zeros((n, lb), np.int32)
                         block[f"bag_{f}_w"] = np.zeros((n, lb), np.float32)
                     else:
+                        if s in _SKELETON_SLOTS and len(b[0]):
+                            self.common_skeleton_slots.add(s)
                         enc = _encode(b[0], self.idmaps[ar.FIELD_INDEX[f]])
                         block[f"bag_{f}_ids"], block[f"bag_{f}_w"] = ar.padded((enc, *b[1:]), lb)
                 writer.append(block)
@@ -506,6 +511,7 @@ class _Job:
         _CTX.update(
             skeleton=sk_path, index_keys=self.index[0], index_rows=self.index[1],
             bad_keys=self.bad_keys, max_bag_len=o.max_bag_len, table_dir=table_dir,
+            common_skeleton_slots=sorted(self.common_skeleton_slots),
         )  # fmt: skip
         first_line = 1
         try:
