@@ -454,3 +454,11 @@ def test_text_is_never_retyped(tmp_path):
     ds = readers.read(cfg(kind="csv", path=str(tmp_path / "t.csv"), label_columns=("y",),
                           categorical_columns=("c",)))  # fmt: skip
     assert sorted(ds.preprocessing.categorical[0].vocabulary) == ["007", "7"]
+
+
+def test_a_quote_inside_an_unquoted_field_is_text(tmp_path):
+    pizza = '12" pizza'
+    lines = ["y,c,d"] + [f"{i % 2},{pizza if i == 3 else 'plain'},1.0" for i in range(30)]
+    (tmp_path / "q.csv").write_text("\n".join(lines) + "\n")
+    ds = readers.read(_csv_cfg(tmp_path / "q.csv"))
+    assert set(ds.preprocessing.categorical[0].vocabulary) == {pizza, "plain"}

@@ -251,6 +251,13 @@ def _records(data: bytes, quoted: bool) -> tuple[np.ndarray, int] | None:
     return line[nonblank], int((~nonblank).sum())
 
 
+def _last_opening_quote(data: bytes, delimiter: str) -> int | None:
+    """The offset of a quote that opens a field and is followed by no other quote, or None."""
+    q = data.rfind(b'"')
+    before = data[q - 1 : q] if q > 0 else b""
+    return q if q == 0 or before in (delimiter.encode(), b"\n", b"\r") else None
+
+
 def read_text(
     path: str,
     stats: dict,
@@ -276,13 +283,15 @@ def read_text(
     data = read_bytes(path)
     _check_utf8(path, data)
     rec = _records(data, quoting and b'"' in data)
-    if rec is None:
-        q = data.rfind(b'"')
-        raise DataError(
-            path,
-            data.count(b"\n", 0, q) + 1,
-            "a quoted field is never closed (a '\"' without its closing quote)",
-        )
+    if rec is None:  # an odd number of quotes: an open quoted field, or literal quotes
+        opened = _last_opening_quote(data, delimiter)
+        if opened is not None:
+            raise DataError(
+                path,
+                data.count(b"\n", 0, opened) + 1,
+                "a quoted field is never closed (a '\"' without its closing quote)",
+            )
+        rec = _records(data, False)  # quotes inside unquoted fields are text
     rec_lines, blank = rec
     invalid: list[tuple[int, int, int]] = []  # (record number, expected, actual)
 
