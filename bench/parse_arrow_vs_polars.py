@@ -2,6 +2,8 @@
 
     python bench/parse_arrow_vs_polars.py [--mb 64] [--rounds 3]
 
+Needs polars, which is not a dependency of the package (``pip install polars``).
+
 Writes raw Ali-CCP files (``aliccp_writer.write_raw``), takes ``--mb`` MB of whole lines of the
 skeleton and of the common-features file, and turns each into the entry columns the reduction
 needs — line index, field, id (int64), value (float64) — four ways, one thread each (our workers
