@@ -426,3 +426,14 @@ def test_source_field_and_training_on_it(raw_dir, tmp_path):
              eval_every_steps=100, checkpoint_every_steps=100)  # fmt: skip
     final = loop.train_and_evaluate(c, str(tmp_path / "run"))
     assert np.isfinite(final["test"]["loss"])
+
+
+def test_truncated_last_common_line_is_named(tmp_path):
+    """A common-features file without its last newline: the line parsed whole (fast path) is
+    still reported as truncated, with its file and line."""
+    raw = _raw(tmp_path, GOOD_SK, cm_train=GOOD_CM[:-1])
+    with pytest.raises(DataError, match=r"common_features_train.csv:1: truncated last line"):
+        _prepare(raw, tmp_path / "o")
+    meta = _prepare(raw, tmp_path / "skip", skip_bad=True)
+    reasons = meta["dropped"]["bad_lines"]["by_reason"]
+    assert reasons == {"truncated last line": 1, "impression of a bad common_features line": 1}

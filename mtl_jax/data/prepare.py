@@ -237,6 +237,8 @@ def read_common_block(task: tuple[int, int, bool]) -> CommonResult:
     data = _read(_fd(_CTX["common"]), offset, length, unterminated)
     blk = ar.parse_block(data, "common")
     problems = _line_problems(blk, data, "common", unterminated)
+    if problems:
+        ar.with_spans(blk, data)
     bad_keys = [_readable_key(data[blk.line_start[i] : blk.line_end[i]]) for i, _, _ in problems]
     good = np.flatnonzero(blk.ok)
     line_map = np.full(blk.n, -1, np.int64)

@@ -521,6 +521,15 @@ def concat_blocks(parts: list[Block], kind: str) -> Block:
     )
 
 
+def with_spans(block: Block, data: bytes) -> Block:
+    """Sets the block's line spans (the fast path leaves them out) from its data."""
+    if block.line_start is None:
+        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+        block.line_start = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        block.line_end = ends
+    return block
+
+
 def bad_line_problems(block: Block, data: bytes, kind: str, *, unterminated: bool = False):
     """``[(line index, LineProblem)]`` for every line the block parser rejected.
 
@@ -528,6 +537,8 @@ def bad_line_problems(block: Block, data: bytes, kind: str, *, unterminated: boo
     parsing): that line is reported as truncated.
     """
     out = []
+    if not block.ok.all():
+        with_spans(block, data)
     for i in np.flatnonzero(~block.ok).tolist():
         if unterminated and i == block.n - 1:
             p = LineProblem(
