@@ -1,7 +1,13 @@
-"""Training throughput (examples/s) of the paper's MMoE config on synthetic Ali-CCP-shaped data.
+"""Training throughput (examples/s) of the paper's MMoE config on synthetic Ali-CCP-shaped data,
+or on prepared shards.
 
     python bench/throughput.py [--model mmoe] [--steps 200] [--vocab-scale 1.0] [--batch 1000]
-                               [--set model.num_experts=4 ...]
+                               [--prepared DIR] [--set model.num_experts=4 ...]
+
+``--prepared DIR`` reads the shards of ``python -m mtl_jax.data.prepare aliccp --out DIR``
+(``config.data.kind = "prepared"``, as ``configs/aliccp.py``) instead of generating data: the
+batch reader then gathers each batch from the memory-mapped columns (and the common-feature
+tables), which is what a change of the shard layout can slow down.
 
 Times the real training path (Grain pipeline → host-to-device → jitted, donated train step),
 after a warm-up that includes compilation, and prints the figure with the machine it ran on.
@@ -19,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
 
 from configs import common  # noqa: E402
 from mtl_jax import optim, sharding, steps  # noqa: E402
@@ -132,6 +139,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--vocab-scale", type=float, default=1.0)
     ap.add_argument("--rows", type=int, default=300_000)
+    ap.add_argument("--prepared", default=None, help="a directory of prepared shards")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
     args = ap.parse_args()
     config = common.get_base_config(model=args.model)
@@ -139,11 +147,16 @@ def main():
     config.data.synthetic.update(
         num_train=args.rows, num_val=1000, num_test=1000, vocab_scale=args.vocab_scale
     )
+    if args.prepared:
+        config.data = ml_collections.ConfigDict(
+            dict(kind="prepared", path=args.prepared, extra_columns=())
+        )
     apply_overrides(config, args.set)
     r = measure(config, args.steps)
     print(f"machine: {machine()}")
+    data = f"prepared={args.prepared}" if args.prepared else f"vocab_scale={args.vocab_scale}"
     print(
-        f"model={args.model} batch={config.batch_size} vocab_scale={args.vocab_scale} "
+        f"model={args.model} batch={config.batch_size} {data} "
         f"params={r['params']:,} compute_dtype={config.compute_dtype}"
     )
     print(f"train examples/s: {r['examples_per_sec']:,.0f}  ({r['step_ms']:.1f} ms/step)")

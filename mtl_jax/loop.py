@@ -86,7 +86,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
 
     Returns the final ``{"val": metrics, "test": metrics}``.
     """
-    schema, splits = datasets.load(config.data)
+    schema, splits, preprocessing = datasets.load_with_preprocessing(config.data)
     config_check.validate(config, schema)
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_size(config.batch_size, mesh)
@@ -172,6 +172,8 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         write_atomic(os.path.join(workdir, "schema.json"), schema.to_json())
         if os.path.exists(final_path):  # from a shorter run this one extends
             os.remove(final_path)
+        if preprocessing is not None:  # how raw rows became these columns (for predict)
+            write_atomic(os.path.join(workdir, "preprocessing.json"), preprocessing.to_json())
 
     regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
     train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)

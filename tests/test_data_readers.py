@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mtl_jax.data import datasets, readers
-from mtl_jax.data.errors import DataError
+from mtl_jax.data.errors import BadLines, DataError
+from mtl_jax.data.readers import aitm, esmm
 from mtl_jax.data.schema import batch_keys
 
 
@@ -72,11 +73,11 @@ def test_esmm_text_keeps_first_id_and_reads_every_token(shared_data):
     check_layout(ds)
     assert totals(ds, ("test",)) == (10, [1, 0])  # 10 impressions, 1 click, 0 conversions
     assert totals(ds, ("train", "val")) == (10, [2, 1])
-    part = readers._read_esmm_file(os.path.join(path, "test", "small.txt"), readers.BadLines(), {})
+    raw = esmm.read_file(os.path.join(path, "test", "small.txt"), BadLines(), {})
     first = open(os.path.join(path, "test", "small.txt")).readline().split(",")
     # The first feature token of line 1 is 210:1; PaddleRec's reader skips it, this one keeps it.
-    assert first[3] == "210:1" and part.cat[readers.ALICCP_FIELDS.index("210")][0] == 1
-    assert part.cat[readers.ALICCP_FIELDS.index("126")][0] == -1  # 126 absent for this user
+    assert first[3] == "210:1" and raw.table.column("210")[0].as_py() == 1
+    assert raw.table.column("126")[0].as_py() == -1  # 126 absent for this user
     i101 = ds.schema.field_index("101")
     assert (ds.splits["test"]["cat"][:, i101] > 0).all()
     assert (ds.splits["test"]["cat"][:, ds.schema.field_index("126")] == 0).all()
@@ -209,7 +210,7 @@ def test_datasets_load_dispatches_and_checks_kind_and_path(shared_data, tmp_path
 
 # ---- bad input ----------------------------------------------------------------------------------
 
-AITM_HEADER = "click,purchase," + ",".join(readers.AITM_FIELDS)
+AITM_HEADER = "click,purchase," + ",".join(aitm.FIELDS)
 AITM_ROW = "0,0," + ",".join(["1"] * 18)
 BAD_AITM = {
     "wrong column count": "0,0," + ",".join(["1"] * 17),
@@ -273,3 +274,191 @@ def test_bad_esmm_and_census_labels(shared_data, tmp_path):
     (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"c.csv:5: income_50k is 'maybe'"):
         readers.read(cfg(kind="census", path=str(tmp_path / "c.csv")))
+
+
+# ---- Arrow parsing: quoting, BOM, CRLF, gzip --------------------------------------------------
+
+
+def _csv_cfg(path, **kw):
+    base = dict(kind="csv", path=str(path), label_columns=("y",), categorical_columns=("c",),
+                dense_columns=("d",), seed=0)  # fmt: skip
+    base.update(kw)
+    return cfg(**base)
+
+
+def _rows(ds):
+    """All rows of every split as {(c raw value, d)}: the splits are seeded, values are not."""
+    prep = ds.preprocessing
+    out = set()
+    for cols in ds.splits.values():
+        c = cols["cat"][:, 0]
+        vocab = [None, *prep.categorical[0].vocabulary]
+        out |= {(vocab[i], float(d)) for i, d in zip(c.tolist(), cols["dense"][:, 0].tolist())}
+    return out
+
+
+def test_csv_quoting_bom_crlf_and_gzip_read_alike(tmp_path):
+    rows = [("1", '"a,b"', "1.0"), ("0", '"multi\nline"', "2.0"), ("1", "plain", "3.0")] * 10
+    text = "y,c,d\n" + "".join(f"{y},{c},{d}\n" for y, c, d in rows)
+    (tmp_path / "plain.csv").write_text(text)
+    (tmp_path / "bom_crlf.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    (tmp_path / "z.csv.gz").write_bytes(gzip.compress(text.encode()))
+    got = [_rows(readers.read(_csv_cfg(tmp_path / n))) for n in ("plain.csv", "z.csv.gz")]
+    crlf = _rows(readers.read(_csv_cfg(tmp_path / "bom_crlf.csv")))
+    # Inside quotes the CRLF file's newline is \r\n (field content); the rest is the same.
+    got.append({(v.replace("\r\n", "\n"), d) for v, d in crlf})
+    assert got[0] == got[1] == got[2]
+    assert {v for v, _ in got[0]} == {"a,b", "multi\nline", "plain"}  # a quoted comma stays
+
+
+def test_bad_value_after_a_quoted_newline_names_the_physical_line(tmp_path):
+    text = 'y,c,d\n1,"two\nlines",1.0\n0,x,2.0\n1,y,oops\n0,z,4.0\n'
+    (tmp_path / "q.csv").write_text(text)
+    with pytest.raises(DataError) as e:
+        readers.read(_csv_cfg(tmp_path / "q.csv"))
+    assert (e.value.line, str(e.value)) == (
+        5,
+        f"{tmp_path / 'q.csv'}:5: column 'd': 'oops' is not a number",
+    )
+    (tmp_path / "q2.csv").write_text('y,c,d\n1,"open,1.0\n0,x,2.0\n')
+    with pytest.raises(DataError, match=r"q2.csv:2: a quoted field is never closed"):
+        readers.read(_csv_cfg(tmp_path / "q2.csv"))
+
+
+def test_blank_lines_are_counted_and_bad_lines_skip_in_line_order(tmp_path):
+    text = "y,c,d\n1,a,1.0\n\n0,b\n2,c,3.0\n\n1,d,4.0\n" + "0,e,5.0\n" * 20
+    (tmp_path / "b.csv").write_text(text)
+    with pytest.raises(DataError, match=r"b.csv:4: expected 3 comma-separated columns, found 2"):
+        readers.read(_csv_cfg(tmp_path / "b.csv"))
+    ds = readers.read(_csv_cfg(tmp_path / "b.csv", skip_bad=True))
+    assert ds.stats["bad_lines"]["by_reason"] == {"wrong column count": 1, "label not 0/1": 1}
+    assert ds.stats["blank_lines"] == 2
+    assert totals(ds)[0] == 22
+
+
+# ---- generic CSV: task types, dense-only data, oracle columns, scaling --------------------------
+
+
+def test_regression_dense_only_csv_loads(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = 3.0 * x[:, 0] - x[:, 1]
+    lines = ["x0,x1,y,click"] + [f"{a},{b},{t},{int(t > 0)}" for (a, b), t in zip(x, y)]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    ds = readers.read(
+        cfg(kind="csv", path=str(tmp_path / "r.csv"), label_columns=("y", "click"),
+            task_types=("regression", "binary"), dense_columns=("x0", "x1"))
+    )  # fmt: skip
+    assert ds.schema.categorical == () and ds.schema.task_types == ("regression", "binary")
+    tr = ds.splits["train"]
+    assert tr["cat"].shape == (len(tr["labels"]), 0) and tr["cat"].dtype == np.int32
+    all_y = np.concatenate([ds.splits[s]["labels"][:, 0] for s in ("train", "val", "test")])
+    np.testing.assert_allclose(np.sort(all_y), np.sort(y.astype(np.float32)))
+    with pytest.raises(ValueError, match="task_types has 1 types"):
+        readers.read(cfg(kind="csv", path=str(tmp_path / "r.csv"), label_columns=("y", "click"),
+                         task_types=("regression",), dense_columns=("x0",)))  # fmt: skip
+    (tmp_path / "bad.csv").write_text("x0,y\n1.0,2.5\n2.0,inf\n" + "1.0,1.0\n" * 10)
+    with pytest.raises(DataError, match=r"bad.csv:3: label 'y' is 'inf', not finite"):
+        readers.read(cfg(kind="csv", path=str(tmp_path / "bad.csv"), label_columns=("y",),
+                         task_types=("regression",), dense_columns=("x0",)))  # fmt: skip
+    with pytest.raises(DataError, match=r"bad.csv:2: label 'y' is '2.5', not 0 or 1"):
+        readers.read(cfg(kind="csv", path=str(tmp_path / "bad.csv"), label_columns=("y",),
+                         dense_columns=("x0",)))  # fmt: skip
+
+
+def test_oracle_columns_fill_p_true(tmp_path):
+    rng = np.random.default_rng(1)
+    p = rng.uniform(size=300)
+    lines = ["c,y,p"] + [f"k{i % 5},{int(rng.uniform() < q)},{float(q)!r}" for i, q in enumerate(p)]
+    (tmp_path / "o.csv").write_text("\n".join(lines) + "\n")
+    ds = readers.read(cfg(kind="csv", path=str(tmp_path / "o.csv"), label_columns=("y",),
+                          categorical_columns=("c",), oracle_columns=("p",)))  # fmt: skip
+    check_layout(ds)
+    assert ds.schema.has_p_true and "p_true" in batch_keys(ds.schema)
+    got = np.concatenate([ds.splits[s]["p_true"][:, 0] for s in ("train", "val", "test")])
+    np.testing.assert_allclose(np.sort(got), np.sort(p.astype(np.float32)))
+    lines[7] = "k1,1,1.5"
+    (tmp_path / "o.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"o.csv:8: column 'p': '1.5' is not in \[0, 1\]"):
+        readers.read(cfg(kind="csv", path=str(tmp_path / "o.csv"), label_columns=("y",),
+                         categorical_columns=("c",), oracle_columns=("p",)))  # fmt: skip
+
+
+@pytest.mark.parametrize("scaling", ["minmax", "standard", "none"])
+def test_dense_scaling_is_fitted_on_train(tmp_path, scaling):
+    (tmp_path / "train.csv").write_text("y,c,d,k\n" + "".join(
+        f"{i % 2},a,{v},5\n" for i, v in enumerate([1.0, 2.0, 3.0, 4.0] * 5)))  # fmt: skip
+    (tmp_path / "test.csv").write_text("y,c,d,k\n1,a,7.0,9\n0,a,-2.0,5\n")
+    ds = readers.read(cfg(kind="csv", path=str(tmp_path), label_columns=("y",),
+                          categorical_columns=("c",), dense_columns=("d", "k"),
+                          dense_scaling=scaling, seed=0))  # fmt: skip
+    test = ds.splits["test"]["dense"]
+    train = np.concatenate([ds.splits[s]["dense"] for s in ("train", "val")])
+    fitted = {d.name: d for d in ds.preprocessing.dense}
+    if scaling == "minmax":
+        assert 0.0 <= train.min() and train.max() <= 1.0
+        lo, hi = fitted["d"].center, fitted["d"].center + fitted["d"].scale
+        np.testing.assert_allclose(
+            test[:, 0], np.clip((np.array([7.0, -2.0]) - lo) / (hi - lo), 0, 1)
+        )
+        np.testing.assert_allclose(test[:, 1], [1.0, 0.0])  # constant column: x - min, clipped
+    elif scaling == "standard":
+        tr = ds.splits["train"]["dense"][:, 0]
+        assert abs(float(tr.mean())) < 1e-6 and abs(float(tr.std()) - 1.0) < 1e-5
+        np.testing.assert_allclose(test[:, 1], [0.0, 0.0])  # constant in training → 0
+    else:
+        np.testing.assert_allclose(test, [[7.0, 9.0], [-2.0, 5.0]])
+
+
+def test_finite_input_never_becomes_nan(tmp_path):
+    big = ["1.7e308", "-1.7e308"] + ["0.5"] * 30
+    (tmp_path / "h.csv").write_text(
+        "y,c,d\n" + "".join(f"{i % 2},a,{v}\n" for i, v in enumerate(big))
+    )
+    # MinMax over [-1.7e308, 1.7e308]: max − min overflows float64, so it is refused by name.
+    with pytest.raises(DataError, match=r"h.csv:2: column 'd': the training range .* overflows"):
+        readers.read(cfg(kind="csv", path=str(tmp_path / "h.csv"), label_columns=("y",),
+                         categorical_columns=("c",), dense_columns=("d",), seed=3))  # fmt: skip
+    ds = readers.read(cfg(kind="csv", path=str(tmp_path / "h.csv"), label_columns=("y",),
+                          categorical_columns=("c",), dense_columns=("d",), seed=3,
+                          dense_scaling="standard"))  # fmt: skip
+    for cols in ds.splits.values():
+        assert np.isfinite(cols["dense"]).all()
+    # Without scaling a value beyond float32 cannot be a float32 feature.
+    with pytest.raises(DataError, match=r"column 'd': 1.7e\+308 becomes .* beyond float32"):
+        readers.read(cfg(kind="csv", path=str(tmp_path / "h.csv"), label_columns=("y",),
+                         categorical_columns=("c",), dense_columns=("d",), seed=3,
+                         dense_scaling="none"))  # fmt: skip
+
+
+def test_census_implausible_values_name_line_and_column(shared_data, tmp_path):
+    sample = os.path.join(shared_data, "census-income", "deepctr", "census-income.sample")
+    lines = open(sample).read().splitlines()
+    toks = lines[9].split(",")
+    toks[1] = "1e308"  # age (after DeepCTR's index column)
+    lines[9] = ",".join(toks)
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        DataError, match=r"c.csv:10: column 'age': '1e308' is outside the plausible"
+    ):
+        readers.read(cfg(kind="census", path=str(tmp_path / "c.csv")))
+    ds = readers.read(cfg(kind="census", path=str(tmp_path / "c.csv"), skip_bad=True))
+    assert ds.stats["bad_lines"]["by_reason"] == {"implausible value": 1}
+    assert totals(ds)[0] == 199
+
+
+def test_text_is_never_retyped(tmp_path):
+    # "007" and "7" are different category values; Arrow must not infer a number type.
+    lines = ["y,c"] + [f"{i % 2},{'007' if i % 3 else '7'}" for i in range(60)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    ds = readers.read(cfg(kind="csv", path=str(tmp_path / "t.csv"), label_columns=("y",),
+                          categorical_columns=("c",)))  # fmt: skip
+    assert sorted(ds.preprocessing.categorical[0].vocabulary) == ["007", "7"]
+
+
+def test_a_quote_inside_an_unquoted_field_is_text(tmp_path):
+    pizza = '12" pizza'
+    lines = ["y,c,d"] + [f"{i % 2},{pizza if i == 3 else 'plain'},1.0" for i in range(30)]
+    (tmp_path / "q.csv").write_text("\n".join(lines) + "\n")
+    ds = readers.read(_csv_cfg(tmp_path / "q.csv"))
+    assert set(ds.preprocessing.categorical[0].vocabulary) == {pizza, "plain"}

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtl_jax.data import aliccp_raw as ar
-from mtl_jax.data import prepare
+from mtl_jax.data import aliccp_writer, prepare
 from mtl_jax.data.errors import DataError
+from mtl_jax.data.readers import aliccp_raw as ar
 
 # Bytes that matter to the grammar, and some that never belong in it.
 ALPHABET = b"0123456789abcdefABCDEF_.,-+eE \t\r\n\x00\x01\x02\x03\x04\x7f\xff:nai"
@@ -21,7 +21,9 @@ ALPHABET = b"0123456789abcdefABCDEF_.,-+eE \t\r\n\x00\x01\x02\x03\x04\x7f\xff:na
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz_raw")
-    ar.write_raw(str(d), 60, seed=11, num_test=20, rows_per_group=10.0, groups_per_batch=4)
+    aliccp_writer.write_raw(
+        str(d), 60, seed=11, num_test=20, rows_per_group=10.0, groups_per_batch=4
+    )
     files = {name: (d / name).read_bytes() for name in os.listdir(d) if name.endswith(".csv")}
     return str(d), files
 
@@ -74,12 +76,11 @@ def mutate(data: bytes, ops) -> bytes:
     kind=st.sampled_from(["skeleton", "common"]),
     picks=st.lists(st.tuples(st.integers(0, 39), st.lists(mutation, max_size=3)), min_size=1,
                    max_size=6),
-    sub_bytes=st.sampled_from([64, 4096, 1 << 18]),
 )  # fmt: skip
-def test_block_parser_agrees_with_the_reference(lines, kind, picks, sub_bytes):
+def test_block_parser_agrees_with_the_reference(lines, kind, picks):
     src = lines[kind]
     chosen = [mutate(src[i % len(src)], ops).replace(b"\n", b"") for i, ops in picks]
-    blk = ar.parse_block(b"\n".join(chosen) + b"\n", kind, sub_bytes=sub_bytes)
+    blk = ar.parse_block(b"\n".join(chosen) + b"\n", kind)
     assert blk.n == len(chosen)
     for i, line in enumerate(chosen):
         try:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from mtl_jax import cli
-from mtl_jax.data import aliccp_raw as ar
-from mtl_jax.data import datasets, pipeline, prepare, shards
+from mtl_jax.data import aliccp_writer, datasets, pipeline, prepare, shards
 from mtl_jax.data.errors import DataError
+from mtl_jax.data.readers import aliccp_raw as ar
 from mtl_jax.data.schema import batch_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +24,7 @@ MIN_COUNT = 2
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("raw")
-    info = ar.write_raw(
+    info = aliccp_writer.write_raw(
         str(d), 1500, seed=3, num_test=400, rows_per_group=15.0, click_rate=0.2, cvr=0.3,
         anomaly_rate=0.02, groups_per_batch=16,
     )  # fmt: skip
@@ -98,9 +98,9 @@ def _train_counts(ref, train_ids):
     return counts
 
 
-def test_round_trip_matches_the_raw_files(raw_dir, prepared):
-    raw, info = raw_dir
-    out, meta = prepared
+def _assert_matches_raw(raw, out, meta):
+    """Every row of every split, read through the evaluation pipeline, equals the reference
+    reading of the raw files; returns the reference rows of the train and test files."""
     cfg = ml_collections.ConfigDict(
         dict(kind="prepared", path=out, extra_columns=("sample_id",) + tuple(
             f"bag_{f}_ids" for f in ar.BAG_FIELDS))
@@ -143,6 +143,13 @@ def test_round_trip_matches_the_raw_files(raw_dir, prepared):
                 exp = [expect(f, i) for i in bags.get(f, [])]
                 exp += [0] * (LB - len(exp))
                 assert to_raw(f, got[f"bag_{f}_ids"][r]) == exp, (split, sid, f)
+    return ref_train, ref_test
+
+
+def test_round_trip_matches_the_raw_files(raw_dir, prepared):
+    raw, info = raw_dir
+    out, meta = prepared
+    ref_train, ref_test = _assert_matches_raw(raw, out, meta)
     # Every impression except the dropped funnel anomalies is in exactly one split.
     n_train_rows = len(ref_train)
     assert meta["splits"]["train"]["rows"] + meta["splits"]["val"]["rows"] == n_train_rows
@@ -312,3 +319,123 @@ def test_bad_common_line_names_the_common_file(tmp_path):
     meta = _prepare(raw, tmp_path / "skip", skip_bad=True)
     reasons = meta["dropped"]["bad_lines"]["by_reason"]
     assert reasons == {"feature_num mismatch": 1, "impression of a bad common_features line": 1}
+
+
+def test_own_entries_win_over_the_common_line(tmp_path):
+    """An impression's own entries of a user bag (a common-table row of its own) and a common
+    line's item-side bag (used where the impression has none) both match the reference."""
+    cm = (
+        b"00000000000000aa,6,101\x025\x031.0\x01127_14\x0271\x030.5\x01127_14\x0272\x031.5"
+        b"\x01127_14\x0273\x031.0\x01210\x0281\x031.0\x01210\x0282\x031.0\n"
+        b"00000000000000bb,2,101\x026\x031.0\x01127_14\x0271\x032.0\n"
+    )
+    sk = []
+    for i in range(1, 25):
+        key = b"00000000000000aa" if i % 3 else b"00000000000000bb"
+        own = [b"205\x02%d\x031.0" % (300 + i % 4), b"301\x0221\x031.0"]
+        if i % 4 == 0:  # own behaviour entries: they replace the common line's 127_14
+            own += [b"127_14\x0274\x030.7", b"127_14\x0271\x032.5"]
+        if i % 5 == 0:  # own intention nodes: they replace the common line's 210
+            own += [b"210\x0283\x031.0"]
+        sk.append(b"%d,%d,0,%s,%d,%s\n" % (i, i % 2, key, len(own), b"\x01".join(own)))
+    d = tmp_path / "raw"
+    d.mkdir()
+    for split in ("train", "test"):
+        (d / f"sample_skeleton_{split}.csv").write_bytes(b"".join(sk))
+        (d / f"common_features_{split}.csv").write_bytes(cm)
+    meta = _prepare(str(d), tmp_path / "out", val_fraction=0.3)
+    _assert_matches_raw(str(d), str(tmp_path / "out"), meta)
+    # Rows with own 127_14 entries point past the key rows of the common table.
+    _, splits = shards.open_shards(str(tmp_path / "out"))
+    assert meta["tables"]["common_train"]["rows"] > 2
+    assert (np.asarray(splits["test"]["common_row"]) >= 2).sum() == 6
+
+
+def test_batches_equal_the_pre_arrow_prepare(tmp_path):
+    """tests/data/golden_aliccp holds tiny raw files and every batch the previous prepare (the
+    numpy parser, bags stored per row; commit 6091a02) made of them: the shards of this one,
+    joined and ragged, give the same columns, training batches, vocabularies and statistics."""
+    import gzip
+
+    golden = os.path.join(ROOT, "tests", "data", "golden_aliccp")
+    expected = json.load(open(os.path.join(golden, "expected.json")))
+    arrays = np.load(os.path.join(golden, "expected.npz"))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in os.listdir(golden):
+        if name.endswith(".csv.gz"):
+            (raw / name[:-3]).write_bytes(gzip.open(os.path.join(golden, name)).read())
+    for workers, chunk in ((1, 4 << 20), (2, 5000)):
+        out = tmp_path / f"out{workers}"
+        meta = prepare.prepare_aliccp(
+            prepare.AliccpOptions(
+                raw_dir=str(raw), out=str(out), progress=False, workers=workers,
+                chunk_bytes=chunk, **expected["options"],
+            )
+        )  # fmt: skip
+        bags = tuple(f"bag_{f}_{k}" for f in ar.BAG_FIELDS for k in ("ids", "w"))
+        cfg = ml_collections.ConfigDict(
+            dict(kind="prepared", path=str(out), extra_columns=("sample_id", *bags))
+        )
+        schema, splits = datasets.load(cfg)
+        assert json.loads(schema.to_json()) == expected["schema"]
+        for s, cols in splits.items():
+            for k, v in cols.items():
+                np.testing.assert_array_equal(np.asarray(v), arrays[f"{s}/{k}"], err_msg=f"{s}/{k}")
+        spec = expected["train_batches"]
+        it = iter(
+            pipeline.train_dataset(
+                datasets.model_inputs(splits["train"]), batch_size=spec["batch_size"],
+                num_steps=spec["num_steps"], seed=spec["seed"], prefetch=0,
+            )
+        )  # fmt: skip
+        for i in range(spec["num_steps"]):
+            for k, v in next(it).items():
+                np.testing.assert_array_equal(v, arrays[f"train_batch{i}/{k}"], err_msg=f"{i}/{k}")
+        assert meta["ids"] == expected["ids"] and meta["dense"] == expected["dense"]
+        assert {k: v["size"] for k, v in meta["vocabulary"].items()} == expected["vocabulary"]
+        for k, v in expected["dropped"].items():
+            assert meta["dropped"][k] == v, k
+
+
+@pytest.mark.slow
+def test_source_field_and_training_on_it(raw_dir, tmp_path):
+    """--source-field 301: each position value is a source (vocabulary order), stored in the
+    ``source`` column and counted in the metadata; MMoE trains on the shards."""
+    raw, _ = raw_dir
+    out = tmp_path / "src"
+    meta = _prepare(raw, out, source_field="301")
+    sf = meta["source_field"]
+    vocab = np.load(os.path.join(out, "vocab", "301.npy"))
+    assert sf["field"] == "301" and [s["raw_id"] for s in sf["sources"]][: len(vocab)] == [
+        int(v) for v in vocab
+    ]
+    assert meta["schema"]["num_sources"] == sf["num_sources"] >= len(vocab) >= 2
+    _, splits = shards.open_shards(str(out))
+    f301 = ar.FIELD_INDEX["301"]
+    for s, cols in splits.items():
+        ids = np.asarray(cols["cat"][:, f301])
+        src = np.asarray(cols["source"])
+        np.testing.assert_array_equal(src, np.where(ids > 0, ids - 1, len(vocab)))
+        counts = np.bincount(src, minlength=sf["num_sources"])
+        assert counts.tolist() == [x["rows"][s] for x in sf["sources"]]
+    from configs import aliccp
+    from mtl_jax import loop
+
+    c = aliccp.get_config("model=mmoe,runlocal")
+    c.data.path = str(out)
+    c.update(num_steps=3, batch_size=64, eval_batch_size=256, log_every_steps=3,
+             eval_every_steps=100, checkpoint_every_steps=100)  # fmt: skip
+    final = loop.train_and_evaluate(c, str(tmp_path / "run"))
+    assert np.isfinite(final["test"]["loss"])
+
+
+def test_truncated_last_common_line_is_named(tmp_path):
+    """A common-features file without its last newline: the line parsed whole (fast path) is
+    still reported as truncated, with its file and line."""
+    raw = _raw(tmp_path, GOOD_SK, cm_train=GOOD_CM[:-1])
+    with pytest.raises(DataError, match=r"common_features_train.csv:1: truncated last line"):
+        _prepare(raw, tmp_path / "o")
+    meta = _prepare(raw, tmp_path / "skip", skip_bad=True)
+    reasons = meta["dropped"]["bad_lines"]["by_reason"]
+    assert reasons == {"truncated last line": 1, "impression of a bad common_features line": 1}

@@ -185,25 +185,25 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
 
 def test_nan_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     config = runlocal(num_steps=20, checkpoint_every_steps=5, log_every_steps=50)
-    real_load = datasets.load
+    real_load = datasets.load_with_preprocessing
     bad_step = 8
 
     def load_with_nan(data_cfg):
-        schema, splits = real_load(data_cfg)
+        schema, splits, prep = real_load(data_cfg)
         train = dict(splits["train"])
         n = len(train["labels"])
         row = pipeline._epoch_permutation(n, config.seed, 0)[(bad_step - 1) * config.batch_size]
         train["dense"] = train["dense"].copy()
         train["dense"][row, 0] = np.nan
-        return schema, dict(splits, train=train)
+        return schema, dict(splits, train=train), prep
 
-    monkeypatch.setattr(datasets, "load", load_with_nan)
+    monkeypatch.setattr(datasets, "load_with_preprocessing", load_with_nan)
     with pytest.raises(loop.NonFiniteLossError, match=f"at step {bad_step}\\b"):
         loop.train_and_evaluate(config, str(tmp_path))
     ckpt = Checkpointer(str(tmp_path / "checkpoints"))
     assert ckpt.latest_step() == 5
     ckpt.close()
-    monkeypatch.setattr(datasets, "load", real_load)
+    monkeypatch.setattr(datasets, "load_with_preprocessing", real_load)
     state = restore_state(str(tmp_path), config, step=5)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 

@@ -3,10 +3,9 @@
 Every reader returns columns in the batch layout of ``schema.py``; the pipeline and the model
 never see a file format. ``config.data.kind`` is ``synthetic`` (the built-in Ali-CCP-shaped
 generator), ``relatedness`` (the MMoE paper's task-relatedness benchmark, ``relatedness.py``) or
-one of
-the real-data readers of ``readers.py`` (``rechub_csv``, ``aitm_csv``, ``esmm_text``,
-``aliexpress``, ``census``, ``csv``, ``prepared``); their ``config.data`` keys and path layouts
-are documented there.
+one of the real-data readers of the ``readers`` package (``rechub_csv``, ``aitm_csv``,
+``esmm_text``, ``aliexpress``, ``census``, ``csv``, ``prepared``); their ``config.data`` keys and
+path layouts are documented there.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from mtl_jax.data import readers, relatedness, synthetic
+from mtl_jax.data.preprocessing import Preprocessing
 from mtl_jax.data.schema import Schema
 
 KINDS = ("synthetic", "relatedness", *readers.KINDS)
@@ -54,17 +54,26 @@ def load(data_cfg) -> tuple[Schema, dict]:
     Real datasets print a short report (rows, label rates, ids mapped to 0 as rare or unseen,
     skipped lines).
     """
+    schema, splits, _ = load_with_preprocessing(data_cfg)
+    return schema, splits
+
+
+def load_with_preprocessing(data_cfg) -> tuple[Schema, dict, Preprocessing | None]:
+    """``load`` plus the preprocessing that mapped the raw rows (None for synthetic data and
+    prepared shards, whose mapping is in their own metadata)."""
     kind = data_cfg.kind
     if kind == "synthetic":
         cfg = synthetic_config(data_cfg)
-        return synthetic.synthetic_schema(cfg), {s: synthetic.generate(cfg, s) for s in SPLITS}
+        splits = {s: synthetic.generate(cfg, s) for s in SPLITS}
+        return synthetic.synthetic_schema(cfg), splits, None
     if kind == "relatedness":
         cfg = relatedness_config(data_cfg)
-        return relatedness.schema(cfg), {s: relatedness.generate(cfg, s) for s in SPLITS}
+        splits = {s: relatedness.generate(cfg, s) for s in SPLITS}
+        return relatedness.schema(cfg), splits, None
     if kind in readers.KINDS:
         ds = readers.read(data_cfg)
         print(f"data: {kind} {data_cfg.get('path')}\n{readers.summary(ds)}", flush=True)
-        return ds.schema, ds.splits
+        return ds.schema, ds.splits, ds.preprocessing
     raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
 
 

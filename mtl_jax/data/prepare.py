@@ -3,30 +3,35 @@
 CLI::
 
     python -m mtl_jax.data.prepare aliccp --raw-dir DIR --out DIR [--min-count 10]
-        [--max-bag-len 20] [--seq-field 127_14] [--val-split random|user] [--val-fraction 0.1]
-        [--seed 0] [--skip-bad] [--workers N] [--chunk-mb 4] [--no-progress] [--overwrite]
+        [--max-bag-len 20] [--seq-field 127_14] [--source-field FIELD] [--val-split random|user]
+        [--val-fraction 0.1] [--seed 0] [--skip-bad] [--workers N] [--chunk-mb 4]
+        [--no-progress] [--overwrite]
 
 ``DIR`` holds ``sample_skeleton_{train,test}.csv`` and ``common_features_{train,test}.csv``.
 The output is read with ``config.data.kind = "prepared"`` (``configs/aliccp.py``).
 
 How it works
 ------------
-1. For each split file pair, one pass over ``common_features_*.csv`` builds a sorted index
-   (key → byte offset, :class:`aliccp_raw.CommonIndex`). The file is not loaded.
-2. The skeleton is cut into blocks of whole lines (``--chunk-mb``). Each block is parsed and
-   reduced by a worker (``--workers`` processes; 1 = in this process): the block's impressions,
-   and the common lines of its distinct keys read with one ``pread`` each — the skeleton is grouped
-   by key, so each common line is read about once.
-3. In order, the main process maps raw ids to provisional ids (per field, first seen), joins
-   every impression to its common row (the impression's own entries win for a field on both
+Files are cut into blocks of whole lines (``--chunk-mb``); ``--workers`` processes parse and
+reduce blocks (``readers.aliccp_raw``: Arrow's CSV reader and compute kernels) while the main
+process consumes their results in file order.
+
+1. For each split file pair, every line of ``common_features_*.csv`` is parsed once and reduced
+   (per field the kept entry, per bag field the ``--max-bag-len`` heaviest entries) into the
+   *common table* ``common_<split>/``: one row per common-feature key. A sorted key → row index
+   (16 bytes per key) stays in memory.
+2. Each block of ``sample_skeleton_*.csv`` is parsed and reduced, each impression finds its
+   key's row, and the main process maps raw ids to provisional ids (per field, first seen),
+   joins the impression to its common row (the impression's own entries win for a field on both
    sides), assigns it to train / val (a seeded hash of the skeleton line number, or of the user
-   id 101 with ``--val-split user``) or test, appends it to the column shards and counts the ids
-   of the training rows.
-4. Vocabularies: per field, ids with ≥ ``--min-count`` training occurrences (counted per
-   impression; bag fields count every kept bag entry) get final ids 1..K by descending count
-   (ties by raw id); rare and unseen ids become 0. The shards are rewritten in place with the
-   final ids and the dense columns MinMax-scaled with training statistics (clipped to [0, 1]).
-5. ``metadata.json`` is written last: schema, row counts, label rates, vocabulary sizes,
+   id 101 with ``--val-split user``) or test, appends it to the split's columns and counts the
+   ids of the training rows.
+3. Vocabularies: per field, ids with ≥ ``--min-count`` training occurrences (counted per
+   impression; bag fields count every kept bag entry, the common bags once per row of their key)
+   get final ids 1..K by descending count (ties by raw id); rare and unseen ids become 0. Every
+   column is rewritten in place with the final ids, the dense columns MinMax-scaled with training
+   statistics (clipped to [0, 1]), and with ``--source-field`` the source ids filled in.
+4. ``metadata.json`` is written last: schema, row counts, label rates, vocabulary sizes,
    missing / rare / unseen counts per field and split, dropped rows (click=0 & conversion=1),
    skipped bad lines per reason, source files and sizes, timing.
 
@@ -34,13 +39,23 @@ Columns per split (see ``schema.py`` for the batch layout): ``cat`` [N, 23] int3
 torch-rechub's order), ``dense`` [N, 8] float32 (the weight of the kept entry of
 109_14/110_14/127_14/150_14/508/509/702/853), ``labels`` [N, 2] (click, order = conversion),
 ``source`` [N], ``user`` [N] (1.. by raw user id 101, not thresholded: the GAUC groups),
-``sample_id`` [N] int64, and per multi-valued field (210, 853, 109_14, 110_14, 127_14, 150_14)
-``bag_<field>_ids`` [N, Lb] int32 and ``bag_<field>_w`` [N, Lb] float32: the ``Lb`` highest-weight
-entries, heaviest first (0 / 0.0 padding; a rare id inside a bag becomes 0 in place). The
-single id of a field in ``cat`` is its highest-weight entry, the first on ties (see
-``aliccp_raw``). The DIN behaviour sequence is the ``--seq-field`` bag: ``seq_item`` /
-``seq_days`` are aliases of ``bag_<seq>_ids`` / ``bag_<seq>_w`` (Ali-CCP has no timestamps; the
-log-count weights take the role of recency), ``seq_loc`` is all zeros (not stored).
+``sample_id`` [N] int64, ``common_row`` [N] int32 (the row of the impression's key in the common
+table), and per multi-valued field (210, 853, 109_14, 110_14, 127_14, 150_14) the logical
+columns ``bag_<field>_ids`` [N, Lb] int32 and ``bag_<field>_w`` [N, Lb] float32: the ``Lb``
+highest-weight entries, heaviest first (0 / 0.0 padding; a rare id inside a bag becomes 0 in
+place). The single id of a field in ``cat`` is its highest-weight entry, the first on ties (see
+``aliccp_raw``).
+
+Storage of the bags (``shards.py``, format 2): the user's behaviour bags 109_14 / 110_14 /
+127_14 / 150_14 are identical for the ~58 impressions of a common-feature key, so they are stored
+once per key in ``common_<split>/`` and joined through ``common_row`` when a batch is read (an
+impression with its own entries of such a field gets a row of its own in the table). The item-side
+bags 210 / 853 hold ~6 and ~1.4 entries per impression, so they are stored as variable-length
+rows (``ragged_bag_<field>_{ids,w,ends}``). The shards take about 0.6× the raw input.
+
+The DIN behaviour sequence is the ``--seq-field`` bag: ``seq_item`` / ``seq_days`` are aliases
+of ``bag_<seq>_ids`` / ``bag_<seq>_w`` (Ali-CCP has no timestamps; the log-count weights take the
+role of recency), ``seq_loc`` is all zeros (not stored).
 
 Which bag: 127_14 (the user's brands) by default. DIN attends the candidate against the history,
 so the bag needs an item field of the same kind to be the target: 127_14 ↔ 216 (brand),
@@ -51,6 +66,13 @@ ids are disjoint between fields (a brand has one id in 127_14 and another in 216
 702 exists for that reason), so sharing the 216 table would give sequence ids that never occur
 as targets: the sequence uses the 127_14 table (``SequenceFeature(table="127_14",
 target="216")``) and DIN's attention MLP over [q, k, q − k, q · k] learns how brands relate.
+
+Sources (``--source-field FIELD``): each value in the field's vocabulary (the ids kept by
+``--min-count``, in vocabulary order: descending training count, ties by raw id) is one data
+source, so source ``s`` is the value with id ``s + 1``; if any row's value is missing, rare or
+unseen, those rows form one more source, the last. ``metadata["source_field"]`` lists every
+source with its raw id and rows per split, and the schema's ``num_sources`` is their number. Use
+it e.g. with the position field 301 to train a multi-source model across positions.
 """
 
 from __future__ import annotations
@@ -66,9 +88,11 @@ import time
 import numpy as np
 
 from mtl_jax import cli
-from mtl_jax.data import aliccp_raw as ar
 from mtl_jax.data import shards, workers
 from mtl_jax.data.errors import BadLines
+from mtl_jax.data.hashing import unit_hash
+from mtl_jax.data.idmap import IdMap
+from mtl_jax.data.readers import aliccp_raw as ar
 from mtl_jax.data.schema import CategoricalFeature, Schema, SequenceFeature
 from mtl_jax.data.synthetic import DENSE, FIELDS, TASKS
 
@@ -76,11 +100,17 @@ SPLIT_FILES = {
     "train": ("sample_skeleton_train.csv", "common_features_train.csv"),
     "test": ("sample_skeleton_test.csv", "common_features_test.csv"),
 }
+#: The common table of each file pair, and of each split.
+TABLES = {"train": "common_train", "test": "common_test"}
+SPLIT_TABLE = {"train": "common_train", "val": "common_train", "test": "common_test"}
 VAL_SPLITS = ("random", "user")
 SEQ_FIELDS = tuple(ar.SEQUENCE_TARGETS)
 _DENSE_INDEX = np.array([ar.FIELD_INDEX[f] for f in ar.DENSE_FIELDS])
+_COMMON_SLOTS = tuple(ar.BAG_FIELDS.index(f) for f in ar.COMMON_BAGS)
+_SKELETON_SLOTS = tuple(ar.BAG_FIELDS.index(f) for f in ar.SKELETON_BAGS)
 _REMAP_ROWS = 1 << 16
 _REMAP_TASK_ROWS = 1 << 20
+_CLASSES = ("missing", "kept", "rare", "unseen")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +122,7 @@ class AliccpOptions:
     min_count: int = 10
     max_bag_len: int = 20
     seq_field: str | None = "127_14"
+    source_field: str | None = None
     val_split: str = "random"
     val_fraction: float = 0.1
     seed: int = 0
@@ -112,6 +143,11 @@ class AliccpOptions:
             )
         if self.seq_field is not None and self.max_bag_len == 0:
             raise ValueError("--seq-field needs --max-bag-len > 0 (the sequence is a bag)")
+        if self.source_field is not None and self.source_field not in ar.FIELD_INDEX:
+            raise ValueError(
+                f"--source-field must be one of the Ali-CCP fields {list(ar.FIELD_NAMES)}, got "
+                f"{self.source_field!r}"
+            )
         if self.val_split not in VAL_SPLITS:
             raise ValueError(f"--val-split must be one of {VAL_SPLITS}, got {self.val_split!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -122,215 +158,187 @@ class AliccpOptions:
             raise ValueError(f"--chunk-mb is too small ({self.chunk_bytes} bytes)")
 
 
-# ---- provisional ids ---------------------------------------------------------------------------
+def _encode(raw: np.ndarray, idmap: IdMap) -> np.ndarray:
+    """Provisional ids (int32) of raw ids (int64); -1 (absent) → 0."""
+    out = np.zeros(raw.shape, np.int32)
+    present = raw >= 0
+    if present.all():
+        return idmap.encode(raw)
+    if present.any():
+        out[present] = idmap.encode(raw[present])
+    return out
 
 
-class IdMap:
-    """Raw feature id → provisional id 1, 2, ... of one field (0 stays "absent").
+def _encode_fields(raw: np.ndarray, idmaps: list[IdMap]) -> np.ndarray:
+    """[n, F] raw ids → provisional ids, field by field (fields absent from every row skipped:
+    a skeleton line has no user fields, a common line no item fields)."""
+    out = np.zeros(raw.shape, np.int32)
+    present = (raw >= 0).any(axis=0) if len(raw) else np.zeros(raw.shape[1], bool)
+    for f in np.flatnonzero(present).tolist():
+        out[:, f] = _encode(raw[:, f], idmaps[f])
+    return out
 
-    Ids are looked up in a dense table over the field's id span while it stays under
-    ``TABLE_LIMIT`` entries (each real Ali-CCP field spans at most a few million ids of the global
-    id space), else in a sorted array. New ids of a block are numbered in ascending raw order.
-    """
 
-    TABLE_LIMIT = 1 << 24
+def _read(fd: int, offset: int, length: int, unterminated: bool) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise OSError(f"short read: {len(data)} of {length} bytes at offset {offset}")
+    return data + b"\n" if unterminated else data
 
-    def __init__(self):
-        self.size = 0
-        self._raw = np.zeros(1024, np.int64)  # raw id of provisional id i + 1
-        self.lo = 0
-        self.table: np.ndarray | None = None
-        self.keys: np.ndarray | None = None  # sorted mode: raw ids and their provisional ids
-        self.vals: np.ndarray | None = None
 
-    @property
-    def raw(self) -> np.ndarray:
-        return self._raw[: self.size]
+def _line_problems(blk: ar.Block, data: bytes, kind: str, unterminated: bool) -> list:
+    if unterminated:
+        blk.ok[-1] = False
+    return [
+        (i, p.reason, p.message)
+        for i, p in ar.bad_line_problems(blk, data, kind, unterminated=unterminated)
+    ]
 
-    def _append(self, new_raw: np.ndarray) -> np.ndarray:
-        ids = np.arange(self.size + 1, self.size + 1 + len(new_raw), dtype=np.int32)
-        if self.size + len(new_raw) > len(self._raw):
-            grown = np.zeros(max(2 * len(self._raw), self.size + len(new_raw)), np.int64)
-            grown[: self.size] = self._raw[: self.size]
-            self._raw = grown
-        self._raw[self.size : self.size + len(new_raw)] = new_raw
-        self.size += len(new_raw)
-        return ids
 
-    def encode(self, raw: np.ndarray) -> np.ndarray:
-        """Provisional ids (int32, ≥ 1) of ``raw`` (int64, ≥ 0), assigning new ones."""
-        if raw.size == 0:
-            return np.zeros(raw.shape, np.int32)
-        if self.keys is None and self._fit_table(int(raw.min()), int(raw.max())):
-            idx = raw - self.lo
-            prov = self.table[idx]
-            new = prov == 0
-            if new.any():
-                u = np.unique(raw[new])
-                self.table[u - self.lo] = self._append(u)
-                prov = self.table[idx]
-            return prov
-        return self._encode_sorted(raw)
+_CTX: dict = {}  # set before the workers start (inherited by forked workers)
 
-    def _fit_table(self, lo: int, hi: int) -> bool:
-        """Makes the table cover [lo, hi]; False (and sorted mode) when the span is too wide."""
-        if self.table is not None and lo >= self.lo and hi < self.lo + len(self.table):
-            return True
-        new_lo = lo if self.table is None else min(lo, self.lo)
-        new_hi = hi if self.table is None else max(hi, self.lo + len(self.table) - 1)
-        span = new_hi - new_lo + 1
-        if span > self.TABLE_LIMIT:
-            self._to_sorted()
-            return False
-        slack = min(span // 4, self.TABLE_LIMIT - span)  # room to grow without re-copying
-        start = max(0, new_lo - slack // 2)
-        table = np.zeros(span + slack, np.int32)
-        if self.table is not None:
-            table[self.lo - start : self.lo - start + len(self.table)] = self.table
-        self.lo, self.table = start, table
-        return True
 
-    def _to_sorted(self) -> None:
-        if self.table is not None:
-            nz = np.flatnonzero(self.table)
-            self.keys, self.vals = nz.astype(np.int64) + self.lo, self.table[nz]
-            self.table = None
-        else:
-            self.keys, self.vals = np.zeros(0, np.int64), np.zeros(0, np.int32)
+def _fd(path: str) -> int:
+    fds = _CTX.setdefault("fds", {})
+    if path not in fds:
+        fds[path] = os.open(path, os.O_RDONLY)
+    return fds[path]
 
-    def _encode_sorted(self, raw: np.ndarray) -> np.ndarray:
-        u, inv = np.unique(raw, return_inverse=True)
-        pos = np.searchsorted(self.keys, u)
-        found = pos < len(self.keys)
-        found[found] = self.keys[pos[found]] == u[found]
-        prov_u = np.empty(len(u), np.int32)
-        prov_u[found] = self.vals[pos[found]]
-        new = u[~found]
-        if len(new):
-            ids = self._append(new)
-            prov_u[~found] = ids
-            at = np.searchsorted(self.keys, new)
-            self.keys = np.insert(self.keys, at, new)
-            self.vals = np.insert(self.vals, at, ids)
-        return prov_u[inv.reshape(raw.shape)]
+
+def _close_fds() -> None:
+    for fd in _CTX.pop("fds", {}).values():
+        os.close(fd)
+
+
+# ---- phase C: the common-features file → the common table (worker side) -------------------
 
 
 @dataclasses.dataclass
-class Encoded:
-    """``aliccp_raw.Reduced`` with provisional ids: cat [n, F] int32 (0 absent), w [n, F],
-    bags slot → (ids [n, Lb] int32 (0 empty), weights, lengths)."""
+class CommonResult:
+    """One common-features block: the reduced entries of its good lines."""
 
-    cat: np.ndarray
-    w: np.ndarray
-    bags: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def encode(red: ar.Reduced, idmaps: list[IdMap]) -> Encoded:
-    cat = np.zeros(red.raw.shape, np.int32)
-    for f in range(ar.NUM_FIELDS):
-        col = red.raw[:, f]
-        present = col >= 0
-        if present.all():
-            cat[:, f] = idmaps[f].encode(col)
-        elif present.any():
-            cat[present, f] = idmaps[f].encode(col[present])
-    bags = {}
-    for s, (ids, w, length) in red.bags.items():
-        out = np.zeros(ids.shape, np.int32)
-        m = ids >= 0
-        out[m] = idmaps[ar.FIELD_INDEX[ar.BAG_FIELDS[s]]].encode(ids[m])
-        bags[s] = (out, w, length)
-    return Encoded(cat=cat, w=red.w, bags=bags)
+    n_lines: int
+    nbytes: int
+    problems: list  # (line index, reason, message) of bad lines
+    bad_keys: np.ndarray  # keys of bad lines whose key itself is readable
+    lines: np.ndarray  # good line indices
+    keys: np.ndarray  # their keys
+    red: ar.Reduced
+    unknown_fields: dict
 
 
-# ---- per-block work (a worker process, or this one) -------------------------------------------
+def _readable_key(line: bytes) -> int | None:
+    key = line.split(b",", 1)[0]
+    return int(key, 16) if ar._KEY_RE.fullmatch(key) else None
+
+
+def read_common_block(task: tuple[int, int, bool]) -> CommonResult:
+    """Parses and reduces one block of a common-features file."""
+    offset, length, unterminated = task
+    data = _read(_fd(_CTX["common"]), offset, length, unterminated)
+    blk = ar.parse_block(data, "common")
+    problems = _line_problems(blk, data, "common", unterminated)
+    if problems:
+        ar.with_spans(blk, data)
+    bad_keys = [_readable_key(data[blk.line_start[i] : blk.line_end[i]]) for i, _, _ in problems]
+    good = np.flatnonzero(blk.ok)
+    line_map = np.full(blk.n, -1, np.int64)
+    line_map[good] = np.arange(len(good))
+    e = line_map[blk.e_line] >= 0
+    red = ar.reduce_entries(
+        len(good),
+        line_map[blk.e_line[e]],
+        blk.e_field[e],
+        blk.e_id[e],
+        blk.e_w[e],
+        _CTX["max_bag_len"],
+    )
+    return CommonResult(
+        n_lines=blk.n,
+        nbytes=length,
+        problems=problems,
+        bad_keys=np.array([k for k in bad_keys if k is not None], np.uint64),
+        lines=good,
+        keys=blk.key[good],
+        red=red,
+        unknown_fields=blk.unknown_fields,
+    )
+
+
+# ---- phase S: the skeleton file (worker side) ----------------------------------------------
 
 
 @dataclasses.dataclass
 class BlockResult:
-    """What a reader returns for one skeleton block (line indices are block-relative)."""
+    """What a worker returns for one skeleton block (line indices are block-relative)."""
 
     n_lines: int
     nbytes: int
     problems: list  # (line index, reason, message) of bad skeleton lines
     missing: list  # (line index, key) whose key has no common line
-    common_bad: list  # (line index, common line number, reason, message)
+    common_bad: list  # (line index, key) whose common line is bad
     anomalies: int  # click=0 & conversion=1 rows (dropped)
     rows: np.ndarray  # kept line indices
     sample_id: np.ndarray
     labels: np.ndarray  # [R, 2] float32
     sk: ar.Reduced  # the kept rows' own entries
-    cm: ar.Reduced  # the block's common rows
-    cidx: np.ndarray  # kept row → common row
-    keys: np.ndarray  # kept row → key
+    crow: np.ndarray  # [R] row of the common table
+    keys: np.ndarray  # [R] common-feature key
+    cm_cat: np.ndarray  # [R, F] provisional ids of the common row's kept entries
+    cm_w: np.ndarray  # [R, 8] weights of the common row's kept entries of the dense fields
+    cm_bags: dict  # skeleton slot → (ids [R, Lb], w) of the common row, where rows lack own
     unknown_fields: dict
 
 
-_CTX: dict = {}  # set before the readers start (inherited by forked workers)
+def _table(column: str) -> np.ndarray:
+    """A column of the common table being joined, mapped for one block only."""
+    return np.load(os.path.join(_CTX["table_dir"], f"{column}.npy"), mmap_mode="r")
 
 
 def read_block(task: tuple[int, int, bool]) -> BlockResult:
-    """Parses and reduces one skeleton block and the common lines it refers to."""
+    """Parses and reduces one skeleton block; finds each impression's common row."""
     offset, length, unterminated = task
-    path, index, lb = _CTX["skeleton"], _CTX["index"], _CTX["max_bag_len"]
-    if _CTX.get("fd") is None:
-        _CTX["fd"] = os.open(path, os.O_RDONLY)
-    buf = ar.Buffer.read(_CTX["fd"], offset, length, add_newline=unterminated)
-    blk = ar.parse_block(buf, "skeleton")
-    if unterminated:
-        blk.ok[-1] = False
-    problems = [
-        (i, p.reason, p.message)
-        for i, p in ar.bad_line_problems(blk, buf, "skeleton", unterminated=unterminated)
-    ]
+    lb = _CTX["max_bag_len"]
+    data = _read(_fd(_CTX["skeleton"]), offset, length, unterminated)
+    blk = ar.parse_block(data, "skeleton")
+    problems = _line_problems(blk, data, "skeleton", unterminated)
     ok = blk.ok
     anomaly = ok & (blk.click == 0) & (blk.conversion == 1)
     cand = np.flatnonzero(ok & ~anomaly)
     keys = blk.key[cand]
-    uk, inv = np.unique(keys, return_inverse=True)
-    irow = index.find(uk)
-    missing = [(int(cand[j]), int(keys[j])) for j in np.flatnonzero(irow[inv] < 0).tolist()]
-
-    found = np.flatnonzero(irow >= 0)
-    cdata = index.read(irow[found]) if len(found) else b""
-    cblk = ar.parse_block(cdata, "common") if len(found) else None
-    good_c = np.zeros(len(uk), bool)
-    common_bad = []
-    if cblk is not None:
-        good_c[found] = cblk.ok
-        for i, p in ar.bad_line_problems(cblk, cdata, "common"):
-            line_no = int(index.lines[irow[found[i]]])
-            for j in np.flatnonzero(inv == found[i]).tolist():
-                common_bad.append((int(cand[j]), line_no, p.reason, p.message))
-    keep = good_c[inv]
-    rows = cand[keep]
-    crow_of_uk = np.full(len(uk), -1, np.int64)  # uk → row of the reduced common table
-    good_found = found[cblk.ok] if cblk is not None else found
-    crow_of_uk[good_found] = np.arange(len(good_found))
-    if cblk is not None:
-        line_map = np.full(cblk.n, -1, np.int64)
-        line_map[cblk.ok] = np.arange(len(good_found))
-        e = line_map[cblk.e_line] >= 0
-        cm = ar.reduce_entries(
-            len(good_found),
-            line_map[cblk.e_line[e]],
-            cblk.e_field[e],
-            cblk.e_id[e],
-            cblk.e_w[e],
-            lb,
-        )
-    else:
-        cm = ar.reduce_entries(0, *(np.zeros(0, np.int64),) * 3, np.zeros(0, np.float32), lb)
-
+    index_keys, index_rows = _CTX["index_keys"], _CTX["index_rows"]
+    pos = np.minimum(np.searchsorted(index_keys, keys), max(len(index_keys) - 1, 0))
+    found = index_keys[pos] == keys if len(index_keys) else np.zeros(len(keys), bool)
+    missing, common_bad = [], []
+    for j in np.flatnonzero(~found).tolist():
+        k = int(keys[j])
+        is_bad = np.isin(np.uint64(k), _CTX["bad_keys"])
+        (common_bad if is_bad else missing).append((int(cand[j]), k))
+    rows = cand[found]
+    crow = index_rows[pos[found]]
+    uc, inv = np.unique(crow, return_inverse=True)
+    cm_cat = np.asarray(_table("cat")[uc])[inv]
+    cm_w = np.asarray(_table("dense_w")[uc])[inv]
     row_map = np.full(blk.n, -1, np.int64)
     row_map[rows] = np.arange(len(rows))
     e = row_map[blk.e_line] >= 0
     sk = ar.reduce_entries(
         len(rows), row_map[blk.e_line[e]], blk.e_field[e], blk.e_id[e], blk.e_w[e], lb
     )
-    unknown = collections.Counter(blk.unknown_fields)
-    if cblk is not None:
-        unknown.update(cblk.unknown_fields)
+    cm_bags = {}
+    for s in _CTX["common_skeleton_slots"]:  # item-side bags in common lines (rare)
+        own = sk.bags.get(s)
+        need = np.ones(len(rows), bool) if own is None else own[2] == 0
+        if not need.any():
+            continue
+        f = ar.BAG_FIELDS[s]
+        ids = np.asarray(_table(f"bag_{f}_ids")[uc])[inv]
+        if not ids.any():
+            continue
+        w = np.asarray(_table(f"bag_{f}_w")[uc])[inv]
+        ids[~need] = 0
+        w[~need] = 0.0
+        cm_bags[s] = (ids, w)
     labels = np.stack([blk.click[rows], blk.conversion[rows]], axis=1).astype(np.float32)
     return BlockResult(
         n_lines=blk.n,
@@ -343,14 +351,24 @@ def read_block(task: tuple[int, int, bool]) -> BlockResult:
         sample_id=blk.sample_id[rows],
         labels=labels,
         sk=sk,
-        cm=cm,
-        cidx=crow_of_uk[inv[keep]],
-        keys=keys[keep],
-        unknown_fields=dict(unknown),
+        crow=crow,
+        keys=keys[found],
+        cm_cat=cm_cat,
+        cm_w=cm_w,
+        cm_bags=cm_bags,
+        unknown_fields=dict(blk.unknown_fields),
     )
 
 
 # ---- the job ----------------------------------------------------------------------------------
+
+
+def _grow(a: np.ndarray, size: int) -> np.ndarray:
+    if len(a) >= size:
+        return a
+    out = np.zeros(max(size, 2 * len(a)), a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 class _Job:
@@ -366,7 +384,9 @@ class _Job:
         self.unknown = collections.Counter()
         self.repeats = np.zeros(ar.NUM_FIELDS, np.int64)
         self.truncated = np.zeros(ar.NUM_BAGS, np.int64)
-        self.bad_common_lines: set[tuple[str, int]] = set()
+        self.refcounts = {s: np.zeros(0, np.int64) for s in shards.SPLITS}
+        self.source_counts = {s: np.zeros(1, np.int64) for s in shards.SPLITS}
+        self.table_rows: dict[str, int] = {}
         lb = opts.max_bag_len
         spec = {
             "cat": (np.int32, (ar.NUM_FIELDS,)),
@@ -375,30 +395,132 @@ class _Job:
             "source": (np.int32, ()),
             "user": (np.int32, ()),
             "sample_id": (np.int64, ()),
+            "common_row": (np.int32, ()),
         }
-        if lb:
-            for f in ar.BAG_FIELDS:
-                spec[f"bag_{f}_ids"] = (np.int32, (lb,))
-                spec[f"bag_{f}_w"] = (np.float32, (lb,))
         self.writers = {
             s: shards.SplitWriter(os.path.join(opts.out, s), spec) for s in shards.SPLITS
         }
+        self.ragged = {
+            s: {
+                f: (
+                    shards.RaggedWriter(
+                        os.path.join(opts.out, s), f"ragged_bag_{f}_ids",
+                        f"ragged_bag_{f}_ends", np.int32,
+                    ),
+                    shards.ColumnWriter(
+                        os.path.join(opts.out, s, f"ragged_bag_{f}_w.npy"), np.float32
+                    ),
+                )
+                for f in (ar.SKELETON_BAGS if lb else ())
+            }
+            for s in shards.SPLITS
+        }  # fmt: skip
 
-    # -- pass 1 -----------------------------------------------------------------------------
-    def run_file(self, split: str, bar) -> None:
-        sk_name, cm_name = SPLIT_FILES[split]
-        sk_path = os.path.join(self.o.raw_dir, sk_name)
-        cm_path = os.path.join(self.o.raw_dir, cm_name)
-        stats = {"lines": 0, "rows": 0, "dropped_click0_conversion1": 0, "missing_common": 0}
-        index = ar.CommonIndex(cm_path, self.bad, progress=bar)
-        stats["common_lines_indexed"] = len(index)
+    # -- phase C --------------------------------------------------------------------------------
+    def run_common(self, split: str, bar) -> None:
+        o, lb = self.o, self.o.max_bag_len
+        path = os.path.join(o.raw_dir, SPLIT_FILES[split][1])
+        table_dir = os.path.join(o.out, TABLES[split])
+        spec = {"cat": (np.int32, (ar.NUM_FIELDS,)), "dense_w": (np.float32, (len(DENSE),))}
+        for f in ar.BAG_FIELDS if lb else ():
+            spec[f"bag_{f}_ids"] = (np.int32, (lb,))
+            spec[f"bag_{f}_w"] = (np.float32, (lb,))
+        writer = shards.SplitWriter(table_dir, spec)
+        keys, lines, bad_keys = [], [], []
+        self.common_skeleton_slots = set()
+        stats = {"lines": 0, "rows": 0}
+        first_line, row0 = 1, 0
         _CTX.clear()
-        _CTX.update(skeleton=sk_path, index=index, max_bag_len=self.o.max_bag_len)
+        _CTX.update(common=path, max_bag_len=lb)
+        try:
+            tasks = ar.plan_blocks(path, o.chunk_bytes)
+            for res in workers.ordered_map(
+                read_common_block, tasks, o.workers, shared_bytes=4 * o.chunk_bytes + (1 << 20)
+            ):
+                for i, reason, msg in res.problems:
+                    self.bad.bad(path, first_line + i, msg, reason)
+                self.unknown.update(res.unknown_fields)
+                self.repeats += res.red.repeats
+                self.truncated += res.red.truncated
+                n = len(res.keys)
+                block = {
+                    "cat": _encode_fields(res.red.raw, self.idmaps),
+                    "dense_w": res.red.w[:, _DENSE_INDEX],
+                }
+                for s, f in enumerate(ar.BAG_FIELDS if lb else ()):
+                    b = res.red.bags.get(s)
+                    if b is None:
+                        block[f"bag_{f}_ids"] = np.zeros((n, lb), np.int32)
+                        block[f"bag_{f}_w"] = np.zeros((n, lb), np.float32)
+                    else:
+                        if s in _SKELETON_SLOTS and len(b[0]):
+                            self.common_skeleton_slots.add(s)
+                        enc = _encode(b[0], self.idmaps[ar.FIELD_INDEX[f]])
+                        block[f"bag_{f}_ids"], block[f"bag_{f}_w"] = ar.padded((enc, *b[1:]), lb)
+                writer.append(block)
+                keys.append(res.keys.copy())
+                lines.append(first_line + res.lines)
+                bad_keys.append(res.bad_keys.copy())
+                first_line += res.n_lines
+                stats["lines"] += res.n_lines
+                stats["rows"] += n
+                row0 += n
+                bar.update(res.nbytes)
+        except BaseException:
+            writer.close()
+            raise
+        finally:
+            _close_fds()
+            _CTX.clear()
+        writer.close()
+        keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+        lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
+        order = np.argsort(keys, kind="stable")
+        keys, rows, lines = keys[order], order.astype(np.int64), lines[order]
+        dup = np.flatnonzero(keys[1:] == keys[:-1]) + 1
+        for i in dup[np.argsort(lines[dup], kind="stable")].tolist():  # in line order
+            first = i - 1
+            while first > 0 and keys[first - 1] == keys[i]:
+                first -= 1
+            self.bad.bad(
+                path,
+                int(lines[i]),
+                f"common_feature_index {int(keys[i]):016x} repeats the key of line "
+                f"{int(lines[first])}",
+                "duplicate common_feature_index",
+            )
+        if len(dup):  # the first line of a key wins
+            keep = np.ones(len(keys), bool)
+            keep[dup] = False
+            keys, rows, lines = keys[keep], rows[keep], lines[keep]
+        self.index = (keys, rows, lines)
+        self.bad_keys = np.unique(np.concatenate(bad_keys)) if bad_keys else np.zeros(0, np.uint64)
+        self.table_rows[TABLES[split]] = row0
+        stats["keys"] = len(keys)
+        self.file_stats[SPLIT_FILES[split][1]] = stats
+
+    # -- phase S --------------------------------------------------------------------------------
+    def run_skeleton(self, split: str, bar) -> None:
+        o = self.o
+        sk_name, cm_name = SPLIT_FILES[split]
+        sk_path = os.path.join(o.raw_dir, sk_name)
+        cm_path = os.path.join(o.raw_dir, cm_name)
+        table_dir = os.path.join(o.out, TABLES[split])
+        stats = {"lines": 0, "rows": 0, "dropped_click0_conversion1": 0, "missing_common": 0}
+        self.overrides: list = []  # common-table rows of impressions with own common bags
+        self.table_dir = table_dir
+        self.next_table_row = self.table_rows[TABLES[split]]
+        _CTX.clear()
+        _CTX.update(
+            skeleton=sk_path, index_keys=self.index[0], index_rows=self.index[1],
+            bad_keys=self.bad_keys, max_bag_len=o.max_bag_len, table_dir=table_dir,
+            common_skeleton_slots=sorted(self.common_skeleton_slots),
+        )  # fmt: skip
         first_line = 1
         try:
-            tasks = ar.plan_blocks(sk_path, self.o.chunk_bytes)
+            tasks = ar.plan_blocks(sk_path, o.chunk_bytes)
             for res in workers.ordered_map(
-                read_block, tasks, self.o.workers, shared_bytes=8 * self.o.chunk_bytes + (1 << 20)
+                read_block, tasks, o.workers, shared_bytes=8 * o.chunk_bytes + (1 << 20)
             ):
                 self._report(res, first_line, sk_path, cm_path, stats)
                 self._consume(res, split, first_line)
@@ -408,10 +530,17 @@ class _Job:
                 stats["dropped_click0_conversion1"] += res.anomalies
                 bar.update(res.nbytes)
         finally:
-            if _CTX.get("fd") is not None:
-                os.close(_CTX["fd"])
+            _close_fds()
             _CTX.clear()
-            index.close()
+        self._write_overrides(table_dir)
+        self.table_rows[TABLES[split]] = self.next_table_row
+        # The table's single ids, weights and item-side bags served the join only.
+        names = ["cat", "dense_w"]
+        names += [f"bag_{f}_{k}" for f in ar.SKELETON_BAGS for k in ("ids", "w")]
+        for name in names:
+            p = os.path.join(table_dir, f"{name}.npy")
+            if os.path.exists(p):
+                os.remove(p)
         self.file_stats[sk_name] = stats
 
     def _report(self, res: BlockResult, first_line: int, sk_path, cm_path, stats) -> None:
@@ -426,124 +555,187 @@ class _Job:
             )
             for i, key in res.missing
         ]
-        events += [(i, 2, (ln, reason), msg) for i, ln, reason, msg in res.common_bad]
+        events += [(i, 2, "", f"{key:016x}") for i, key in res.common_bad]
         events.sort(key=lambda e: e[0])
         for i, kind, reason, msg in events:
             line = first_line + i
-            if kind == 2:  # the impression is fine; its common line is bad
-                ln, why = reason
-                if (cm_path, ln) not in self.bad_common_lines:
-                    self.bad_common_lines.add((cm_path, ln))
-                    self.bad.bad(cm_path, ln, msg, why)
+            if kind == 2:  # the impression is fine; its common line was bad (already counted)
                 self.bad.add(
                     "impression of a bad common_features line",
                     1,
-                    f"{sk_path}:{line}: its common_features line {cm_path}:{ln} is bad",
+                    f"{sk_path}:{line}: the common_features line of its key {msg} in {cm_path} "
+                    "is bad",
                 )
             else:
                 if kind == 1:
                     stats["missing_common"] += 1
                 self.bad.bad(sk_path, line, msg, reason)
         self.unknown.update(res.unknown_fields)
-        self.repeats += res.sk.repeats + res.cm.repeats
-        self.truncated += res.sk.truncated + res.cm.truncated
+        self.repeats += res.sk.repeats
+        self.truncated += res.sk.truncated
 
     def _consume(self, res: BlockResult, split: str, first_line: int) -> None:
         R = len(res.rows)
         if R == 0:
             return
-        sk = encode(res.sk, self.idmaps)
-        cm = encode(res.cm, self.idmaps)
+        o, lb = self.o, self.o.max_bag_len
+        sk_cat = _encode_fields(res.sk.raw, self.idmaps)
+        own = sk_cat > 0
+        cat = np.where(own, sk_cat, res.cm_cat)
+        di = _DENSE_INDEX
+        dense = np.where(own[:, di], res.sk.w[:, di], res.cm_w)
+        crow = res.crow.copy()
+        bags = {}  # skeleton bag field → (ids provisional, w, lengths [R]): ragged rows
+        for s in _SKELETON_SLOTS if lb else ():
+            f = ar.BAG_FIELDS[s]
+            own = res.sk.bags.get(s, (np.zeros(0, np.int64), np.zeros(0, np.float32), None))
+            n = np.zeros(R, np.int32) if own[2] is None else own[2]
+            ids, w = _encode(own[0], self.idmaps[ar.FIELD_INDEX[f]]), own[1]
+            if s in res.cm_bags:  # rows without own entries take their common line's (rare)
+                p_ids, p_w = ar.padded((ids, w, n), lb)
+                use = n == 0
+                p_ids[use], p_w[use] = res.cm_bags[s][0][use], res.cm_bags[s][1][use]
+                n = (p_ids > 0).sum(axis=1).astype(np.int32)  # entries are left-packed
+                keep = np.arange(lb)[None, :] < n[:, None]
+                ids, w = p_ids[keep], p_w[keep]
+            bags[f] = (ids, w, n)
+        for s in _COMMON_SLOTS if lb else ():  # own common bags: a table row of its own
+            own_bag = res.sk.bags.get(s)
+            if own_bag is None:
+                continue
+            for r in np.flatnonzero(own_bag[2] > 0).tolist():
+                crow[r] = self._override(crow[r], r, res)
         if split == "test":
             parts = {"test": None}
         else:
-            if self.o.val_split == "random":
-                h = ar.unit_hash(first_line + res.rows, self.o.seed)
+            if o.val_split == "random":
+                h = unit_hash(first_line + res.rows, o.seed)
             else:
-                user = np.where(res.sk.raw[:, 0] >= 0, res.sk.raw[:, 0], res.cm.raw[res.cidx, 0])
+                user = np.full(R, -1, np.int64)  # the raw user id 101 (-1: absent)
+                has = cat[:, 0] > 0
+                user[has] = self.idmaps[0].raw[cat[has, 0] - 1]
                 ident = np.where(
                     user >= 0,
                     user.astype(np.uint64) << np.uint64(1),
                     (res.keys << np.uint64(1)) | np.uint64(1),
                 )
-                h = ar.unit_hash(ident, self.o.seed)
-            is_val = h < self.o.val_fraction
+                h = unit_hash(ident, o.seed)
+            is_val = h < o.val_fraction
             parts = {"train": np.flatnonzero(~is_val), "val": np.flatnonzero(is_val)}
         for s, idx in parts.items():
             if idx is not None and not len(idx):
                 continue
-            block = self._assemble(sk, cm, res, idx)
+
+            def rows(a, idx=idx):
+                return a if idx is None else a[idx]
+
+            c = rows(cat)
+            block = {
+                "cat": c,
+                "dense": rows(dense),
+                "labels": rows(res.labels),
+                "source": np.zeros(len(c), np.int32),
+                "user": c[:, 0],
+                "sample_id": rows(res.sample_id),
+                "common_row": rows(crow).astype(np.int32),
+            }
             self.writers[s].append(block)
+            for f, (ids, w, n) in bags.items():
+                if idx is not None:  # this split's rows' entries
+                    chosen = np.zeros(R, bool)
+                    chosen[idx] = True
+                    m = np.repeat(chosen, n)
+                    ids, w, n = ids[m], w[m], n[idx]
+                rw, ww = self.ragged[s][f]
+                rw.append(n, ids)
+                ww.append(w)
+                if s == "train":
+                    self._add_counts(ar.FIELD_INDEX[f], ids)
             self.label_sums[s] += block["labels"].sum(axis=0).astype(np.int64)
+            bc = np.bincount(block["common_row"])
+            rc = self.refcounts[s] = _grow(self.refcounts[s], len(bc))
+            rc[: len(bc)] += bc
+            if o.source_field is not None:
+                sf = c[:, ar.FIELD_INDEX[o.source_field]]
+                bc = np.bincount(sf)
+                sc = self.source_counts[s] = _grow(self.source_counts[s], len(bc))
+                sc[: len(bc)] += bc
             if s == "train":
-                self._count(block)
-                d = block["dense"]
-                np.minimum(self.dense_min, d.min(axis=0), out=self.dense_min)
-                np.maximum(self.dense_max, d.max(axis=0), out=self.dense_max)
+                for f, name in enumerate(ar.FIELD_NAMES):
+                    if not (lb and name in ar.BAG_FIELDS):
+                        self._add_counts(f, c[:, f])
+                np.minimum(self.dense_min, block["dense"].min(axis=0), out=self.dense_min)
+                np.maximum(self.dense_max, block["dense"].max(axis=0), out=self.dense_max)
 
-    def _assemble(self, sk: Encoded, cm: Encoded, res: BlockResult, idx) -> dict:
-        """Columns of the rows ``idx`` (None: all) of a block: own entries over common ones."""
+    def _add_counts(self, f: int, ids: np.ndarray, weights=None) -> None:
+        size = self.idmaps[f].size + 1
+        c = self.counts[f] = _grow(self.counts[f], size)
+        bc = np.bincount(ids.ravel(), weights=weights, minlength=size)
+        c[: len(bc)] += bc.astype(np.int64) if weights is not None else bc
 
-        def rows(a):
-            return a if idx is None else a[idx]
-
-        cidx = rows(res.cidx)
-        sk_cat = rows(sk.cat)
-        own = sk_cat > 0
-        cat = np.where(own, sk_cat, cm.cat[cidx])
-        di = _DENSE_INDEX
-        dense = np.where(own[:, di], rows(sk.w[:, di]), cm.w[:, di][cidx])
-        R = len(cat)
-        block = {
-            "cat": cat,
-            "dense": dense,
-            "labels": rows(res.labels),
-            "source": np.zeros(R, np.int32),
-            "user": cat[:, 0],
-            "sample_id": rows(res.sample_id),
-        }
+    def _override(self, crow: int, r: int, res: BlockResult) -> int:
+        """A new table row: the key's common bags with this impression's own ones instead."""
         lb = self.o.max_bag_len
-        if lb:
-            for s, f in enumerate(ar.BAG_FIELDS):
-                a, b = sk.bags.get(s), cm.bags.get(s)
-                if a is not None and b is not None:
-                    has = (rows(a[2]) > 0)[:, None]
-                    ids = np.where(has, rows(a[0]), b[0][cidx])
-                    w = np.where(has, rows(a[1]), b[1][cidx])
-                elif b is not None:
-                    ids, w = b[0][cidx], b[1][cidx]
-                elif a is not None:
-                    ids, w = rows(a[0]), rows(a[1])
-                else:
-                    ids, w = np.zeros((R, lb), np.int32), np.zeros((R, lb), np.float32)
-                block[f"bag_{f}_ids"] = ids
-                block[f"bag_{f}_w"] = w
-        return block
-
-    def _count(self, block: dict) -> None:
-        lb = self.o.max_bag_len
-        for f, name in enumerate(ar.FIELD_NAMES):
-            if lb and name in ar.BAG_FIELDS:
-                ids = block[f"bag_{name}_ids"].ravel()
+        row = {}
+        for s in _COMMON_SLOTS:
+            f = ar.BAG_FIELDS[s]
+            own = res.sk.bags.get(s)
+            if own is not None and own[2][r] > 0:
+                off, k = int(own[2][:r].sum()), int(own[2][r])
+                ids = np.zeros(lb, np.int32)
+                w = np.zeros(lb, np.float32)
+                ids[:k] = _encode(own[0][off : off + k], self.idmaps[ar.FIELD_INDEX[f]])
+                w[:k] = own[1][off : off + k]
             else:
-                ids = block["cat"][:, f]
-            size = self.idmaps[f].size + 1
-            c = self.counts[f]
-            if len(c) < size:
-                grown = np.zeros(max(size, 2 * len(c)), np.int64)
-                grown[: len(c)] = c
-                self.counts[f] = c = grown
-            bc = np.bincount(ids, minlength=size)
-            c[: len(bc)] += bc
+                ids, w = self._table_row(f, crow)
+            row[f"bag_{f}_ids"] = np.array(ids, np.int32).reshape(lb)  # copies: res is reused
+            row[f"bag_{f}_w"] = np.array(w, np.float32).reshape(lb)
+        self.overrides.append(row)
+        self.next_table_row += 1
+        return self.next_table_row - 1
+
+    def _table_row(self, f: str, crow: int):
+        base = self.next_table_row - len(self.overrides)  # the first override row
+        if crow >= base:
+            o = self.overrides[crow - base]
+            return o[f"bag_{f}_ids"], o[f"bag_{f}_w"]
+        ids = np.load(os.path.join(self.table_dir, f"bag_{f}_ids.npy"), mmap_mode="r")[crow]
+        w = np.load(os.path.join(self.table_dir, f"bag_{f}_w.npy"), mmap_mode="r")[crow]
+        return np.array(ids), np.array(w)
+
+    def _write_overrides(self, table_dir: str) -> None:
+        if not self.overrides:
+            return
+        for name in self.overrides[0]:
+            w = shards.ColumnWriter.reopen(os.path.join(table_dir, f"{name}.npy"))
+            w.append(np.stack([o[name] for o in self.overrides]))
+            w.close()
+        self.overrides = []
 
     def abort(self) -> None:
         for w in self.writers.values():
             w.close()
+        for per in self.ragged.values():
+            for rw, ww in per.values():
+                rw.close()
+                ww.close()
 
     # -- pass 2 -----------------------------------------------------------------------------
     def finish(self) -> dict:
+        o, lb = self.o, self.o.max_bag_len
         rows = {s: w.close() for s, w in self.writers.items()}
-        o = self.o
+        for per in self.ragged.values():
+            for rw, ww in per.values():
+                rw.close()
+                ww.close()
+        train_table = TABLES["train"]
+        if lb:  # the common bags count once per training row of their key
+            k = self.table_rows[train_table]
+            rc = np.pad(self.refcounts["train"], (0, k))[:k]
+            for f in ar.COMMON_BAGS:
+                for a, ids in _table_chunks(o.out, train_table, f"bag_{f}_ids"):
+                    w = np.repeat(rc[a : a + len(ids)].astype(np.float64), lb)
+                    self._add_counts(ar.FIELD_INDEX[f], ids, weights=w)
         os.makedirs(os.path.join(o.out, "vocab"), exist_ok=True)
         finals, vocab = [], {}
         for f, name in enumerate(ar.FIELD_NAMES):
@@ -565,7 +757,6 @@ class _Job:
             }
         lo = np.where(np.isfinite(self.dense_min), self.dense_min, 0.0)
         hi = np.where(np.isfinite(self.dense_max), self.dense_max, 0.0)
-        span = np.where(hi > lo, hi - lo, 1.0)
         # Users: 1.. in ascending raw id order (provisional ids depend on the block size).
         user_raw = self.idmaps[0].raw
         user_map = np.zeros(len(user_raw) + 1, np.int32)
@@ -578,10 +769,7 @@ class _Job:
             cls = np.where(c >= o.min_count, 1, np.where(c > 0, 2, 3)).astype(np.uint8)
             cls[0] = 0
             classes.append(cls)
-        probe = {
-            s: {"rows": rows[s], "columns": shards.column_spec(os.path.join(o.out, s))}
-            for s in shards.SPLITS
-        }
+        sources = self._sources(finals) if o.source_field is not None else None
         _CTX.clear()
         # One table over all fields (field f's provisional id p is entry offsets[f] + p), so a
         # block of rows is remapped with one gather instead of one per field.
@@ -590,31 +778,52 @@ class _Job:
         _CTX.update(
             out=o.out, final=np.concatenate(finals), offsets=offsets,
             cls=np.concatenate(classes), code=np.concatenate(classes) + 4 * field_of,
-            user_map=user_map, lo=lo.astype(np.float32), span=span.astype(np.float32),
-            max_bag_len=o.max_bag_len,
+            user_map=user_map, scale=_dense_scaling(lo, hi), max_bag_len=lb,
+            source_of=None if sources is None else sources["of_final_id"],
+            source_field=None if o.source_field is None else ar.FIELD_INDEX[o.source_field],
         )  # fmt: skip
         tasks = [
-            (s, a, min(rows[s], a + _REMAP_TASK_ROWS))
+            ("rows", s, a, min(rows[s], a + _REMAP_TASK_ROWS))
             for s in shards.SPLITS
             for a in range(0, rows[s], _REMAP_TASK_ROWS)
         ]
+        for s in shards.SPLITS if lb else ():
+            for f in ar.SKELETON_BAGS:
+                n = shards.column_spec(os.path.join(o.out, s))[f"ragged_bag_{f}_ids"]["shape"][0]
+                tasks += [
+                    ("flat", s, f"ragged_bag_{f}_ids", f, a, min(n, a + 16 * _REMAP_TASK_ROWS))
+                    for a in range(0, n, 16 * _REMAP_TASK_ROWS)
+                ]
+        for t in TABLES.values() if lb else ():
+            for f in ar.COMMON_BAGS:
+                tasks.append(("table", t, f"bag_{f}_ids", f, 0, self.table_rows[t]))
+        # A common-table row counts once per row of each split that joins it.
+        _CTX["refcounts"] = {
+            s: np.pad(rc, (0, max(0, self.table_rows[SPLIT_TABLE[s]] - len(rc))))
+            for s, rc in self.refcounts.items()
+        }
         counts = {s: np.zeros((ar.NUM_FIELDS + ar.NUM_BAGS, 4), np.int64) for s in shards.SPLITS}
         try:
-            for (s, _, _), c in zip(tasks, workers.ordered_map(remap_rows, tasks, o.workers)):
-                counts[s] += c
+            for task, c in zip(tasks, workers.ordered_map(remap, tasks, o.workers)):
+                if task[0] == "rows":
+                    counts[task[1]] += c
+                elif task[0] == "flat":
+                    counts[task[1]][ar.NUM_FIELDS + ar.BAG_FIELDS.index(task[3])] += c
+                else:
+                    for s, cs in c.items():
+                        counts[s][ar.NUM_FIELDS + ar.BAG_FIELDS.index(task[3])] += cs
         finally:
             _CTX.clear()
-        names = ("missing", "kept", "rare", "unseen")
         meta_splits, id_stats = {}, {}
         for s in shards.SPLITS:
             c = counts[s]
             id_stats[s] = {
                 "fields": {
-                    name: {k: int(v) for k, v in zip(names, c[f]) if k != "kept"}
+                    name: {k: int(v) for k, v in zip(_CLASSES, c[f]) if k != "kept"}
                     for f, name in enumerate(ar.FIELD_NAMES)
                 }
             }
-            if o.max_bag_len:
+            if lb:
                 id_stats[s]["bags"] = {
                     name: {
                         "entries": int(c[ar.NUM_FIELDS + b, 1:].sum()),
@@ -627,54 +836,161 @@ class _Job:
             n = rows[s]
             meta_splits[s] = {
                 "rows": n,
-                "columns": probe[s]["columns"],
+                "columns": shards.column_spec(os.path.join(o.out, s)),
                 "clicks": clicks,
                 "conversions": orders,
                 "click_rate": clicks / n if n else 0.0,
                 "conversion_rate": orders / n if n else 0.0,
                 "cvr": orders / clicks if clicks else 0.0,
             }
-        return {"splits": meta_splits, "vocab": vocab, "ids": id_stats, "dense": (lo, hi)}
+        tables = {
+            t: {"rows": self.table_rows[t], "columns": shards.column_spec(os.path.join(o.out, t))}
+            for t in TABLES.values()
+        }
+        return {
+            "splits": meta_splits,
+            "tables": tables,
+            "vocab": vocab,
+            "ids": id_stats,
+            "dense": (lo, hi),
+            "sources": sources,
+        }
+
+    def _sources(self, finals: list[np.ndarray]) -> dict:
+        """Source ids of the ``--source-field`` values (see the module docstring)."""
+        f = ar.FIELD_INDEX[self.o.source_field]
+        final = finals[f]
+        kept = int(final.max())
+        per_split = {}
+        other = False
+        for s, c in self.source_counts.items():
+            c = np.pad(c, (0, max(0, len(final) - len(c))))[: len(final)]
+            per_split[s] = np.bincount(final, weights=c, minlength=kept + 1).astype(np.int64)
+            other |= bool(per_split[s][0])
+        num = kept + int(other)
+        of_final_id = np.concatenate([[kept], np.arange(kept)]).astype(np.int32)
+        raw = self.idmaps[f].raw
+        kept_prov = np.flatnonzero(final)  # provisional ids in vocabulary order
+        kept_prov = kept_prov[np.argsort(final[kept_prov])]
+        listing = [
+            {
+                "source": i,
+                "raw_id": int(raw[p - 1]),
+                "rows": {s: int(per_split[s][i + 1]) for s in per_split},
+            }
+            for i, p in enumerate(kept_prov.tolist())
+        ]
+        if other:
+            listing.append(
+                {
+                    "source": kept,
+                    "raw_id": None,
+                    "values": "missing, rare or unseen",
+                    "rows": {s: int(per_split[s][0]) for s in per_split},
+                }
+            )
+        return {"field": self.o.source_field, "num_sources": num, "sources": listing,
+                "of_final_id": of_final_id}  # fmt: skip
 
 
-def remap_rows(task: tuple[str, int, int]) -> np.ndarray:
-    """Pass 2 on rows [a, b) of a split, in place: provisional → final ids, raw → scaled dense,
-    provisional → final user ids. Returns [F + NB, 4] counts of (missing, kept, rare, unseen).
+def _table_chunks(out: str, table: str, column: str, rows: int = 1 << 16):
+    """(first row, ids) chunks of a common-table column, each mapped on its own."""
+    path = os.path.join(out, table, f"{column}.npy")
+    n = np.load(path, mmap_mode="r").shape[0]
+    for a in range(0, n, rows):
+        yield a, np.array(shards.open_rows(path, a, min(n, a + rows), mode="r"))
+
+
+def _dense_scaling(lo: np.ndarray, hi: np.ndarray) -> dict:
+    """MinMax parameters of the dense columns. In float32 as the columns are (the result is
+    exact to the float32 rounding), or in float64 where ``hi - lo`` overflows float32 (weights
+    are finite float32 numbers, so their float64 span is finite): no NaN or inf from finite
+    input."""
+    lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+    with np.errstate(over="ignore"):
+        span32 = hi32 - lo32
+    wide = ~np.isfinite(span32)
+    span32 = np.where(hi32 > lo32, span32, np.float32(1.0)).astype(np.float32)
+    span64 = np.where(hi > lo, hi - lo, 1.0)
+    return {"lo32": lo32, "span32": span32, "lo64": lo, "span64": span64, "wide": wide}
+
+
+def _scale(dense: np.ndarray, sc: dict) -> None:
+    """MinMax-scales [R, 8] float32 dense columns in place (see ``_dense_scaling``)."""
+    if sc["wide"].any():
+        d64 = (dense.astype(np.float64) - sc["lo64"]) / sc["span64"]
+        wide = sc["wide"]
+        dense[:, wide] = np.clip(d64[:, wide], 0.0, 1.0)
+        narrow = ~wide
+        d = dense[:, narrow]
+        d = np.clip((d - sc["lo32"][narrow]) / sc["span32"][narrow], 0.0, 1.0)
+        dense[:, narrow] = d
+        return
+    with np.errstate(over="ignore"):  # inf / span → clipped to 1; never inf - inf
+        np.subtract(dense, sc["lo32"], out=dense)
+        np.divide(dense, sc["span32"], out=dense)
+    np.clip(dense, 0.0, 1.0, out=dense)
+
+
+def remap(task: tuple) -> np.ndarray:
+    """Pass 2 on part of a split or table, in place: provisional → final ids, raw → scaled dense,
+    provisional → final user ids, source ids. Returns the id classes it saw: [F + NB, 4] counts of
+    (missing, kept, rare, unseen) for rows, [4] for a flat bag column, and {split: [4]} for a
+    common bag (each table row weighted by the split's rows that join it).
 
     Each chunk of rows is mapped on its own (``shards.open_rows``), so the resident memory stays
     at one chunk whatever the size of the split. Ids go through the all-fields tables of
     ``finish`` (one gather per column and chunk) and are written straight into the map.
     """
-    split, a, b = task
     x = _CTX
     F = ar.NUM_FIELDS
-    counts = np.zeros((F + ar.NUM_BAGS, 4), np.int64)
+    if task[0] == "rows":
+        _, split, a, b = task
+        counts = np.zeros((F + ar.NUM_BAGS, 4), np.int64)
 
-    def cols(name, lo, hi):
-        return shards.open_rows(os.path.join(x["out"], split, f"{name}.npy"), lo, hi)
+        def cols(name, lo, hi):
+            return shards.open_rows(os.path.join(x["out"], split, f"{name}.npy"), lo, hi)
 
-    for lo in range(a, b, _REMAP_ROWS):
-        hi = min(b, lo + _REMAP_ROWS)
-        cat = cols("cat", lo, hi)
-        idx = cat + x["offsets"]  # [R, F] positions in the all-fields tables
-        counts[:F] += np.bincount(x["code"][idx].ravel(), minlength=4 * F).reshape(F, 4)
-        np.take(x["final"], idx, out=cat, mode="clip")
-        user = cols("user", lo, hi)
-        np.take(x["user_map"], np.array(user), out=user, mode="clip")
-        dense = cols("dense", lo, hi)
-        np.subtract(dense, x["lo"], out=dense)
-        np.divide(dense, x["span"], out=dense)
-        np.clip(dense, 0.0, 1.0, out=dense)
-        for s, name in enumerate(ar.BAG_FIELDS if x["max_bag_len"] else ()):
-            ids = cols(f"bag_{name}_ids", lo, hi)
-            idx = ids + x["offsets"][ar.FIELD_INDEX[name]]
-            counts[F + s] += np.bincount(x["cls"][idx].ravel(), minlength=4)
-            np.take(x["final"], idx, out=ids, mode="clip")
-        del cat, user, dense  # unmapped: dirty pages go back to the page cache, not kept resident
-    return counts
+        for lo in range(a, b, _REMAP_ROWS):
+            hi = min(b, lo + _REMAP_ROWS)
+            cat = cols("cat", lo, hi)
+            idx = cat + x["offsets"]  # [R, F] positions in the all-fields tables
+            counts[:F] += np.bincount(x["code"][idx].ravel(), minlength=4 * F).reshape(F, 4)
+            np.take(x["final"], idx, out=cat, mode="clip")
+            user = cols("user", lo, hi)
+            np.take(x["user_map"], np.array(user), out=user, mode="clip")
+            dense = cols("dense", lo, hi)
+            _scale(dense, x["scale"])
+            if x["source_of"] is not None:  # final id of the source field → source id
+                source = cols("source", lo, hi)
+                source[:] = x["source_of"][cat[:, x["source_field"]]]
+                del source
+            del cat, user, dense  # unmapped: dirty pages go to the page cache, not kept resident
+        return counts
+    kind, where, column, field, a, b = task
+    f = ar.FIELD_INDEX[field]
+    path = os.path.join(x["out"], where, f"{column}.npy")
+    users = [s for s, t in SPLIT_TABLE.items() if t == where] if kind == "table" else []
+    out = np.zeros(4, np.int64) if kind == "flat" else {s: np.zeros(4, np.int64) for s in users}
+    step = _REMAP_ROWS * (16 if kind == "flat" else 1)
+    for lo in range(a, b, step):
+        hi = min(b, lo + step)
+        ids = shards.open_rows(path, lo, hi)
+        idx = ids + x["offsets"][f]
+        cls = x["cls"][idx]
+        if kind == "flat":
+            out += np.bincount(cls.ravel(), minlength=4)
+        else:  # [rows, Lb]: per row class counts, weighted by the rows joining it
+            r = np.repeat(np.arange(hi - lo), cls.shape[1])
+            per_row = np.bincount(r * 4 + cls.ravel(), minlength=4 * (hi - lo)).reshape(-1, 4)
+            for s in users:
+                out[s] += x["refcounts"][s][lo:hi] @ per_row
+        np.take(x["final"], idx, out=ids, mode="clip")
+        del ids
+    return out
 
 
-def aliccp_schema(vocab_sizes: dict[str, int], opts: AliccpOptions) -> Schema:
+def aliccp_schema(vocab_sizes: dict[str, int], opts: AliccpOptions, num_sources: int) -> Schema:
     seq = None
     if opts.seq_field is not None:
         seq = SequenceFeature(
@@ -693,6 +1009,7 @@ def aliccp_schema(vocab_sizes: dict[str, int], opts: AliccpOptions) -> Schema:
         sequence=seq,
         tasks=TASKS,
         user_field="101",
+        num_sources=num_sources,
     )
 
 
@@ -701,12 +1018,44 @@ def _prepare_out_dir(opts: AliccpOptions) -> None:
     if os.path.exists(out) and os.listdir(out):
         if not opts.overwrite:
             raise FileExistsError(f"--out {out} is not empty; pass --overwrite to replace it")
-        for name in (*shards.SPLITS, "vocab"):
+        for name in (*shards.SPLITS, *TABLES.values(), "vocab"):
             shutil.rmtree(os.path.join(out, name), ignore_errors=True)
         for name in (shards.METADATA, shards.METADATA + ".tmp"):
             if os.path.exists(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
     os.makedirs(out, exist_ok=True)
+
+
+def _layout(opts: AliccpOptions) -> dict:
+    """The metadata entries that say how the logical columns are stored (``shards.py``)."""
+    lb = opts.max_bag_len
+    out: dict = {
+        "aliases": (
+            {"seq_item": f"bag_{opts.seq_field}_ids", "seq_days": f"bag_{opts.seq_field}_w"}
+            if opts.seq_field
+            else {}
+        ),
+        "zeros": {"seq_loc": {"dtype": "<i4", "shape": [lb]}} if opts.seq_field else {},
+    }
+    if lb:
+        out["joins"] = {
+            s: {
+                "index": "common_row",
+                "table": SPLIT_TABLE[s],
+                "columns": [f"bag_{f}_{k}" for f in ar.COMMON_BAGS for k in ("ids", "w")],
+            }
+            for s in shards.SPLITS
+        }
+        out["ragged"] = {
+            f"bag_{f}_{k}": {
+                "values": f"ragged_bag_{f}_{k}",
+                "ends": f"ragged_bag_{f}_ends",
+                "width": lb,
+            }
+            for f in ar.SKELETON_BAGS
+            for k in ("ids", "w")
+        }
+    return out
 
 
 def prepare_aliccp(opts: AliccpOptions) -> dict:
@@ -738,7 +1087,8 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
             mininterval=1.0,
         ) as bar:
             for split in SPLIT_FILES:
-                job.run_file(split, bar)
+                job.run_common(split, bar)
+                job.run_skeleton(split, bar)
     except BaseException:
         job.abort()  # the directory stays without metadata.json: never mistaken for complete
         raise
@@ -746,19 +1096,15 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
     res = job.finish()
     seconds = time.perf_counter() - t0
     vocab_sizes = {k: v["size"] for k, v in res["vocab"].items()}
-    schema = aliccp_schema(vocab_sizes, opts)
-    lb = opts.max_bag_len
+    src = res["sources"]
+    schema = aliccp_schema(vocab_sizes, opts, 1 if src is None else src["num_sources"])
     meta = {
         "format": shards.FORMAT,
         "dataset": "aliccp",
         "schema": schema.to_dict(),
         "splits": res["splits"],
-        "aliases": (
-            {"seq_item": f"bag_{opts.seq_field}_ids", "seq_days": f"bag_{opts.seq_field}_w"}
-            if opts.seq_field
-            else {}
-        ),
-        "zeros": {"seq_loc": {"dtype": "<i4", "shape": [lb]}} if opts.seq_field else {},
+        "tables": res["tables"],
+        **_layout(opts),
         "vocabulary": res["vocab"],
         "ids": res["ids"],
         "dense": {
@@ -768,7 +1114,9 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
         },
         "dropped": {
             "click0_conversion1": {
-                k: v["dropped_click0_conversion1"] for k, v in job.file_stats.items()
+                k: v["dropped_click0_conversion1"]
+                for k, v in job.file_stats.items()
+                if "dropped_click0_conversion1" in v
             },
             "bad_lines": job.bad.to_dict(),
             "unknown_field_entries": dict(job.unknown),
@@ -788,6 +1136,8 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
             "mb_per_s": total / 1e6 / seconds,
         },
     }
+    if src is not None:
+        meta["source_field"] = {k: v for k, v in src.items() if k != "of_final_id"}
     shards.write_metadata(opts.out, meta)
     if opts.progress:
         print(summary(meta), flush=True)
@@ -821,6 +1171,9 @@ def summary(meta: dict) -> str:
         lines.append(f"  {s:5s} single ids → 0: rare {rare:,}, unseen {unseen:,}")
     sizes = {k: v["size"] for k, v in meta["vocabulary"].items()}
     lines.append(f"  vocabulary sizes (incl. 0): {sizes}")
+    if "source_field" in meta:
+        sf = meta["source_field"]
+        lines.append(f"  sources: field {sf['field']}, {sf['num_sources']} sources")
     return "\n".join(lines)
 
 
@@ -839,6 +1192,11 @@ def main(argv=None) -> int:
         default="127_14",
         help=f"behaviour bag that becomes the DIN sequence: one of {SEQ_FIELDS} or none",
     )
+    a.add_argument(
+        "--source-field",
+        default=None,
+        help="categorical field whose values are the data sources (e.g. 301, the position)",
+    )
     a.add_argument("--val-split", default="random", choices=VAL_SPLITS)
     a.add_argument("--val-fraction", type=float, default=0.1)
     a.add_argument("--seed", type=int, default=0)
@@ -849,7 +1207,7 @@ def main(argv=None) -> int:
         default=len(os.sched_getaffinity(0)),
         help="reader processes (1: read in this process)",
     )
-    a.add_argument("--chunk-mb", type=float, default=4.0, help="skeleton block size in MB")
+    a.add_argument("--chunk-mb", type=float, default=4.0, help="block size in MB")
     a.add_argument("--no-progress", action="store_true")
     a.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     cli.add_traceback_flag(a)
@@ -860,6 +1218,7 @@ def main(argv=None) -> int:
         min_count=args.min_count,
         max_bag_len=args.max_bag_len,
         seq_field=None if args.seq_field.lower() == "none" else args.seq_field,
+        source_field=args.source_field,
         val_split=args.val_split,
         val_fraction=args.val_fraction,
         seed=args.seed,

@@ -316,7 +316,7 @@ def synthetic_schema(cfg: SyntheticConfig) -> Schema:
 # ---- helpers ----------------------------------------------------------------------------------
 
 
-def _zipf_ranks(rng: np.random.Generator, n: int, size: int, s: float) -> np.ndarray:
+def zipf_ranks(rng: np.random.Generator, n: int, size: int, s: float) -> np.ndarray:
     """Ranks in [0, size) with P(rank ≥ r) ∝ a power law of exponent ``s`` (discretised Pareto).
 
     Inverse CDF of the density x^-s on [1, size + 1), floored: O(1) per draw, no table.
@@ -548,7 +548,7 @@ class LatentModel:
 
         # preferred categories: those of 1.._TOP popularity-drawn anchor items, Dirichlet weights
         n_pref = rng.integers(1, _TOP + 1, n)
-        anchor = _zipf_ranks(rng, n * _TOP, self.num_items, 1.0)
+        anchor = zipf_ranks(rng, n * _TOP, self.num_items, 1.0)
         pref_cat = item_cat[anchor].reshape(n, _TOP)
         pref_w = rng.dirichlet(np.ones(_TOP), n) * (np.arange(_TOP) < n_pref[:, None])
         pref_w /= pref_w.sum(1, keepdims=True)
@@ -557,7 +557,7 @@ class LatentModel:
         hist_len = rng.integers(0, L + 1, n)
         mask = np.arange(L) < hist_len[:, None]
         h_cat = np.take_along_axis(pref_cat, _categorical_rows(rng, pref_w, L), 1)
-        rand_cat = item_cat[_zipf_ranks(rng, n * L, self.num_items, 1.0)]
+        rand_cat = item_cat[zipf_ranks(rng, n * L, self.num_items, 1.0)]
         own = rng.random((n, L)) < _P_HISTORY_PREF
         h_cat = np.where(own, h_cat, rand_cat.reshape(n, L))
         h_row = self._items_in(h_cat, rng.random((n, L)))
@@ -700,8 +700,8 @@ class LatentModel:
         """
         cfg, S = self.cfg, self.cfg.num_sources
         src = rng.integers(0, S, n, dtype=np.int32) if S > 1 else None
-        urow = _zipf_ranks(rng, n, self.num_users, cfg.zipf_exponent)
-        irow = _zipf_ranks(rng, n, self.num_items, cfg.zipf_exponent)
+        urow = zipf_ranks(rng, n, self.num_users, cfg.zipf_exponent)
+        irow = zipf_ranks(rng, n, self.num_items, cfg.zipf_exponent)
         if src is not None:
             irow = np.take(self._src_rows, irow + src * self.num_items)
         urec = np.take(self.u_rec, urow, axis=0)
