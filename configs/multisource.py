@@ -10,7 +10,7 @@ from configs import common
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, runlocal=False, seed=0)
+    args = common.parse_arg(arg, **common.BASE_ARGS)
     c = common.get_base_config(arg, model="multisource")
     c.model.multisource = True
     set_multisource_options(c, runlocal=args.runlocal)

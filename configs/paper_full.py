@@ -6,7 +6,7 @@ from configs import common, multisource, sequence_mmoe
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, runlocal=False, seed=0)
+    args = common.parse_arg(arg, **common.BASE_ARGS)
     c = common.get_base_config(arg, model="paper_full")
     c.model.gate_type = "coarse_attention"
     c.model.expert_interaction = "self_attention"
