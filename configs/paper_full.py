@@ -3,12 +3,14 @@ attention gates + auto interact layer + sequence feature (DIN) + improved multi-
 """
 
 from configs import common, multisource, sequence_mmoe
+from configs.coarse_attention import set_attention_gate_options
 
 
 def get_config(arg=None):
     args = common.parse_arg(arg, **common.BASE_ARGS)
     c = common.get_base_config(arg, model="paper_full")
     c.model.gate_type = "coarse_attention"
+    set_attention_gate_options(c.model)
     c.model.expert_interaction = "self_attention"
     c.model.interaction_combine = "product"
     c.model.attention_heads = 4
