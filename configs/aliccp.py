@@ -11,6 +11,7 @@
 memory-mapped (``config.data.path`` is required; it is resolved against the working directory).
 ``runlocal`` keeps the model's small settings and trains 200 steps; ``paper`` trains with the
 paper's protocol (``configs/common.py``, e.g. ``configs/aliccp.py:model=paper_full,paper``).
+``multisource`` and ``paper_full`` train on shards with one source, the improved loss inert.
 """
 
 import importlib

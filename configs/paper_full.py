@@ -1,5 +1,9 @@
 """The paper's combined model (Table 2, last row; see mtl_jax/models/paper.py): coarse-grained
 attention gates + auto interact layer + sequence feature (DIN) + improved multi-source loss.
+
+The synthetic data gets 3 sources (``configs/multisource.py``); on single-source data
+(``--config.data.synthetic.num_sources=1``, or prepared Ali-CCP without a source field) the model
+trains with the improved loss inert (one mapping, a one-class discriminator).
 """
 
 from configs import common, multisource, sequence_mmoe

@@ -366,9 +366,47 @@ def test_multisource_uses_each_rows_own_mapping():
     np.testing.assert_allclose(shared, every[jnp.arange(9), source], rtol=1e-5, atol=1e-6)
 
 
-def test_multisource_with_one_source_is_a_clear_error():
-    with pytest.raises(ValueError, match="config.data.synthetic.num_sources"):
-        build_model(tiny_schema(), model_config("multisource"), seed=0)
+@pytest.mark.parametrize("objective", ["reversal", "confusion"])
+def test_multisource_on_one_source_is_inert(objective):
+    # One source (e.g. prepared Ali-CCP without a source field): the model builds and runs, the
+    # discriminator's loss is 0 and sends no gradient anywhere; one mapping serves every row.
+    schema = tiny_schema()
+    assert schema.num_sources == 1
+    cfg = model_config("paper_full", adversarial_objective=objective, shared_dim=6)
+    model = build_model(schema, cfg, seed=0)
+    batch = tiny_batch(schema, 12)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def aux_loss(p):
+        return nnx.merge(graphdef, p, rest)(batch, train=False)["aux_loss"]
+
+    assert float(aux_loss(params)) == 0.0
+    grads = jax.grad(aux_loss)(params)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+    out = model(batch, train=False)
+    assert np.isfinite(np.asarray(out["logits"])).all()
+    assert float(out["aux_metrics"]["disc_accuracy"]) == 1.0
+    assert nnx.to_pure_dict(params)["mapping"]["out"]["kernel"].shape[0] == 1  # one map
+
+
+def test_multisource_on_one_source_says_so_once_in_the_log(caplog):
+    from configs import paper_full
+    from mtl_jax import config_check
+    from mtl_jax.data import datasets
+
+    config = paper_full.get_config("runlocal")
+    config.data.synthetic.update(num_sources=1, num_train=500, num_val=100, num_test=100)
+    schema, _ = datasets.load(config.data)
+    with caplog.at_level("WARNING", logger="absl"):
+        config_check.validate(config, schema)
+    notes = [r for r in caplog.records if "adversarial term is inert" in r.getMessage()]
+    assert len(notes) == 1 and "num_sources=1" in notes[0].getMessage()
+    caplog.clear()
+    config.data.synthetic.num_sources = 3
+    schema, _ = datasets.load(config.data)
+    with caplog.at_level("WARNING", logger="absl"):
+        config_check.validate(config, schema)
+    assert not [r for r in caplog.records if "inert" in r.getMessage()]
 
 
 @pytest.mark.parametrize(
@@ -535,3 +573,22 @@ def test_each_literal_option_trains_without_nan(name, key, value, extra, tmp_pat
     _train_briefly(config, tmp_path)
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["model"][key] == value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,arg", [("paper_full", "paper,runlocal"), ("multisource", "runlocal")]
+)
+def test_multisource_models_train_on_one_source(name, arg, tmp_path):
+    # configs/paper_full.py:paper,runlocal --config.data.synthetic.num_sources=1 (and multisource):
+    # trains, the discriminator's loss stays 0 (one class).
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
+    config.data.synthetic.num_sources = 1
+    config.update(num_steps=30, log_every_steps=10)
+    config.data.synthetic.update(num_val=256, num_test=256)
+    config.eval_batch_size = 256
+    _train_briefly(config, tmp_path)
+    rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert all(r["disc_loss"] == 0.0 for r in rows if r["split"] == "train")
+    schema = json.load(open(tmp_path / "schema.json"))
+    assert schema.get("num_sources", 1) == 1

@@ -52,6 +52,10 @@ Choices where the paper does not say (the per-part choices are in each part's mo
 * With multisource the experts and the softmax gates read only the shared representation (the
   paper projects "the heterogeneous data into the same feature space" for the experts to share).
 * The attention gates (coarse, fine) take the experts' output after the auto interact layer.
+* Multisource on single-source data (``schema.num_sources`` = 1, e.g. prepared Ali-CCP without a
+  source field) trains: one feature-space mapping serves every row (a shared linear map to
+  ``shared_dim``), and the discriminator has one class, so its cross-entropy is 0 and the
+  adversarial term sends no gradient. ``mtl_jax.config_check`` says so in the log.
 
 Returns ``logits`` [B, T] and ``gates`` [B, T, E]; with fine attention also ``fine_gates``
 [B, T, E, H]; with multisource ``aux_loss`` (the discriminator cross-entropy, behind the gradient
@@ -214,13 +218,7 @@ class PaperMMoE(nnx.Module):
             )
             in_dim += self.din.out_features
 
-        if self.multisource:
-            if schema.num_sources < 2:
-                raise ValueError(
-                    "config.model.multisource=True needs rows from several data sources, but the "
-                    f"data has num_sources={schema.num_sources}; set "
-                    "config.data.synthetic.num_sources to 2 or more"
-                )
+        if self.multisource:  # one source: one shared map, an inert discriminator (docstring)
             shared_dim = _positive_int(opts, "shared_dim")
             self.mapping = FeatureSpaceMapping(
                 schema.num_sources,
