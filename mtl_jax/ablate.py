@@ -246,8 +246,9 @@ def run_flags(root, results: dict, tasks=DEFAULT_TASKS, task_types=None) -> dict
 
 
 def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The task names and types of the runs (from a run's ``schema.json``; click/order, binary,
-    if none has one)."""
+    """The task names and types of the runs: from a run's ``schema.json``, else from the metric
+    keys of the runs (``t/auc`` → binary, ``t/mse`` → regression; ``cvr`` is a view of the order
+    task, not a task), else click/order, binary."""
     for name, per_seed in results.items():
         for seed in per_seed:
             path = os.path.join(root, name, f"seed{seed}", "schema.json")
@@ -256,6 +257,15 @@ def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
                     schema = json.load(f)
                 tasks = tuple(schema["tasks"])
                 return tasks, tuple(schema.get("task_types") or ("binary",) * len(tasks))
+    for per_seed in results.values():
+        for metrics in per_seed.values():
+            found = {}
+            for key in metrics:
+                task, _, metric = key.rpartition("/")
+                if task and "/" not in task and task != "cvr" and metric in ("auc", "mse"):
+                    found.setdefault(task, "binary" if metric == "auc" else "regression")
+            if found:
+                return tuple(found), tuple(found.values())
     return DEFAULT_TASKS, ("binary",) * len(DEFAULT_TASKS)
 
 
@@ -461,6 +471,10 @@ def plot_curves(root, layout, seeds, flags, tasks, task_types, path) -> None:
         ax.set_title(col or "all")
         ax.set_xlabel("step")
     metric = primary_metric(tasks[0], task_types[0])[0].split()[-1]
+    if metric == "MSE":  # errors fall by orders of magnitude: only a log axis shows the end
+        for ax in axes[0]:
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel(f"validation {metric} (mean over tasks and seeds)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()

@@ -268,3 +268,16 @@ def test_config_arguments_per_variant_and_for_every_run(tmp_path, monkeypatch):
     assert (tmp_path / "a" / "esmm:paper" / "seed0" / "final_metrics.json").exists()
     with pytest.raises(SystemExit, match="no config file"):
         ablate.main(["--configs", "nosuch:paper", "--workdir", str(tmp_path / "c")])
+
+
+def test_tasks_come_from_the_metrics_when_no_schema_was_kept(tmp_path):
+    """Committed results keep only final_metrics.json: the census runs' tasks are read from
+    their metric keys, not assumed to be click/order (which would flag every run as NaN)."""
+    test = {"income/auc": 0.9, "never_married/auc": 0.99, "loss": 0.3, "gates/mean": [0.5]}
+    _fake_runs(tmp_path, {"mmoe": {0: test, 1: test}})
+    for seed in (0, 1):
+        os.remove(tmp_path / "mmoe" / f"seed{seed}" / "schema.json")
+    results = ablate.collect(str(tmp_path), ["mmoe"], [0, 1])
+    tasks, types = ablate.run_tasks(str(tmp_path), results)
+    assert tasks == ("income", "never_married") and types == ("binary", "binary")
+    assert ablate.run_flags(str(tmp_path), results, tasks, types) == {}
