@@ -565,7 +565,10 @@ def main(argv=None):
             ran += message.startswith("done")
             print(f"[{i}/{len(jobs)}] {message}", flush=True)
     results = collect(args.workdir, [v for v, _, _ in todo], seeds)
-    baseline = args.baseline if args.baseline in results else next(iter(results))
+    # Under a sweep the baseline config ran only as its swept variants (mmoe[correlation=0.5]):
+    # keep its name so that each variant meets the baseline at its own sweep value.
+    has_baseline = any(baseline_of(n, args.baseline, results) for n in results)
+    baseline = args.baseline if has_baseline else next(iter(results))
     tasks, task_types = run_tasks(args.workdir, results)
     flags = run_flags(args.workdir, results, tasks, task_types)
     header, rows = table(results, baseline, tasks, task_types, flags)

@@ -281,3 +281,40 @@ def test_tasks_come_from_the_metrics_when_no_schema_was_kept(tmp_path):
     tasks, types = ablate.run_tasks(str(tmp_path), results)
     assert tasks == ("income", "never_married") and types == ("binary", "binary")
     assert ablate.run_flags(str(tmp_path), results, tasks, types) == {}
+
+
+def test_tasks_of_runs_kept_without_a_schema(tmp_path):
+    """The committed results keep only final_metrics.json: the tasks come from the metrics (the
+    census tasks, not click/order; regression by its MSE; the synthetic cvr/auc is no task)."""
+    census = os.path.join(ROOT, "results", "census_5seed")
+    results = ablate.collect(census, ["mmoe"], [0])
+    assert ablate.run_tasks(census, results) == (("income", "never_married"), ("binary",) * 2)
+    synthetic = os.path.join(ROOT, "results", "synthetic_5seed")
+    results = ablate.collect(synthetic, ["mmoe"], [0])
+    assert "cvr/auc" in results["mmoe"][0]
+    assert ablate.run_tasks(synthetic, results) == (("click", "order"), ("binary",) * 2)
+    d = tmp_path / "mmoe" / "seed0"
+    d.mkdir(parents=True)
+    test = {"y1/mse": 0.3, "y1/oracle_mse": 0.01, "y2/mse": 0.4, "loss": 0.7}
+    (d / "final_metrics.json").write_text(json.dumps({"test": test, "val": test}))
+    results = ablate.collect(str(tmp_path), ["mmoe"], [0])
+    assert ablate.run_tasks(str(tmp_path), results) == (("y1", "y2"), ("regression",) * 2)
+
+
+def test_the_runner_compares_a_sweep_with_the_baseline_at_the_same_value(tmp_path):
+    """``mmoe`` itself never runs under a sweep, only ``mmoe[correlation=...]``: the long table
+    still compares every variant with the baseline at its own sweep value."""
+    runs = {
+        f"{m}[correlation={c}]": {s: {"y1/mse": mse + 0.01 * s, "loss": 1.0} for s in range(2)}
+        for m, c, mse in [("mmoe", "0.0", 0.5), ("mmoe", "1.0", 0.3), ("ple", "0.0", 0.4)]
+        + [("ple", "1.0", 0.3)]
+    }
+    _fake_runs(tmp_path, runs, tasks=("y1",), task_types=("regression",))
+    header, rows = ablate.main(
+        ["--configs-dir", os.path.join(ROOT, "configs"), "--data-config", "relatedness"]
+        + ["--configs", "mmoe,ple", "--seeds", "2", "--workdir", str(tmp_path)]
+        + ["--sweep", "data.relatedness.correlation=0.0,1.0"]
+    )  # every run is there: nothing is trained
+    by = {r[0]: dict(zip(header, r)) for r in rows}
+    assert by["mmoe[correlation=1.0]"]["y1 MSE vs base"] == "baseline"
+    assert by["ple[correlation=1.0]"]["y1 MSE vs base"] == "+0.00%"
