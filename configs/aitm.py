@@ -3,7 +3,9 @@
 Each head predicts its label over all impressions (``config.loss.cascade = "none"``), so
 ``order/*`` is P(click and order); the behavioural-expectation calibrator
 λ · mean(max(p_order − p_click, 0)) is added to the loss with λ =
-``config.model.aitm_constraint_weight`` (0.6, the paper's value).
+``config.model.aitm_constraint_weight`` (0.6, the paper's value). ``:paper``
+(``configs/common.py``) changes its weights and epochs only: it already learns each label over
+all impressions.
 """
 
 from configs import common

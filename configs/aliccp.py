@@ -9,7 +9,9 @@
 ``model=NAME`` takes the model settings of ``configs/NAME.py`` (default ``mmoe``; e.g. ``ple``,
 ``esmm``, ``sequence_mmoe``) and replaces its data with the prepared shards, which are
 memory-mapped (``config.data.path`` is required; it is resolved against the working directory).
-``runlocal`` keeps the model's small settings and trains 200 steps.
+``runlocal`` keeps the model's small settings and trains 200 steps; ``paper`` trains with the
+paper's protocol (``configs/common.py``, e.g. ``configs/aliccp.py:model=paper_full,paper``).
+``multisource`` and ``paper_full`` train on shards with one source, the improved loss inert.
 """
 
 import importlib
@@ -20,8 +22,9 @@ from configs import common
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, runlocal=False, seed=0, model="mmoe")
-    inner = ",".join([f"seed={args.seed}"] + (["runlocal"] if args.runlocal else []))
+    args = common.parse_arg(arg, **common.BASE_ARGS, model="mmoe")
+    flags = [name for name in ("runlocal", "paper") if args[name]]
+    inner = ",".join([f"seed={args.seed}", *flags])
     try:
         model_config = importlib.import_module(f"configs.{args.model}")
     except ModuleNotFoundError:

@@ -10,7 +10,7 @@ from configs import common
 
 def get_config(arg=None):
     c = common.get_base_config(arg, model="cgc")
-    runlocal = common.parse_arg(arg, runlocal=False, seed=0).runlocal
+    runlocal = common.parse_arg(arg, **common.BASE_ARGS).runlocal
     c.model.num_specific_experts = 1 if runlocal else 2
     c.model.num_shared_experts = 2 if runlocal else 4
     c.model.num_levels = 1

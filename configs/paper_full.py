@@ -1,14 +1,20 @@
 """The paper's combined model (Table 2, last row; see mtl_jax/models/paper.py): coarse-grained
 attention gates + auto interact layer + sequence feature (DIN) + improved multi-source loss.
+
+The synthetic data gets 3 sources (``configs/multisource.py``); on single-source data
+(``--config.data.synthetic.num_sources=1``, or prepared Ali-CCP without a source field) the model
+trains with the improved loss inert (one mapping, a one-class discriminator).
 """
 
 from configs import common, multisource, sequence_mmoe
+from configs.coarse_attention import set_attention_gate_options
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, runlocal=False, seed=0)
+    args = common.parse_arg(arg, **common.BASE_ARGS)
     c = common.get_base_config(arg, model="paper_full")
     c.model.gate_type = "coarse_attention"
+    set_attention_gate_options(c.model)
     c.model.expert_interaction = "self_attention"
     c.model.interaction_combine = "product"
     c.model.attention_heads = 4

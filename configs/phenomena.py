@@ -24,6 +24,9 @@ sources            num_sources 3, source_misalignment 1.0                       
 headroom           user_item_weight 1.0 (from 0.25)                                MMoE's gap
 =================  ==============================================================  =============
 
+``paper`` trains with the paper's protocol (``configs/common.py``); with ``--data-args paper``
+(or ablate's ``--config-args paper``) every run of an ablation does.
+
 Sizes as the 5-seed ablation (``results/synthetic_5seed``): 150,000 training rows (one epoch),
 20,000 validation and the default 100,000 test rows per seed, each seed its own data. The values
 above were fixed before any model was trained on them.
@@ -45,7 +48,7 @@ PHENOMENA = {
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, runlocal=False, seed=0, model="mmoe", phenomenon="none")
+    args = common.parse_arg(arg, **common.BASE_ARGS, model="mmoe", phenomenon="none")
     if args.phenomenon not in PHENOMENA:
         raise ValueError(
             f"configs/phenomena.py: phenomenon={args.phenomenon!r} is not one of "
@@ -57,8 +60,8 @@ def get_config(arg=None):
         raise ValueError(
             f"configs/phenomena.py: model={args.model!r} has no configs/{args.model}.py"
         ) from None
-    local = ",runlocal" if args.runlocal else ""
-    c = model_config.get_config(f"seed={args.seed}{local}")
+    flags = "".join(f",{name}" for name in ("runlocal", "paper") if args[name])
+    c = model_config.get_config(f"seed={args.seed}{flags}")
     if c.data.kind != "synthetic":
         raise ValueError(f"configs/phenomena.py: model={args.model!r} does not use synthetic data")
     knobs = dict(PHENOMENA[args.phenomenon])

@@ -9,7 +9,7 @@ from configs import common
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, runlocal=False, seed=0)
+    args = common.parse_arg(arg, **common.BASE_ARGS)
     c = common.get_base_config(arg, model="sequence_mmoe")
     c.model.use_sequence = True
     set_sequence_options(c.model, runlocal=args.runlocal)
@@ -18,9 +18,13 @@ def get_config(arg=None):
 
 def set_sequence_options(model, *, runlocal: bool) -> None:
     """DIN options: activation unit 36 → 1 (sigmoid, as in DIN's code), time/space embeddings,
-    days per unit of t (runlocal: smaller)."""
+    days per unit of t (runlocal: smaller); softmax-normalised weights (``din_weight_norm='none'``:
+    DIN's paper, the raw scores) and stabilised time features (``time_features='literal'``: the
+    paper's list read literally); see mtl_jax/models/din.py."""
     model.time_embedding_dim = 4 if runlocal else 8
     model.location_embedding_dim = 4 if runlocal else 8
     model.time_scale = 7.0
     model.din_hidden = (16,) if runlocal else (36,)
     model.din_activation = "sigmoid"
+    model.din_weight_norm = "softmax"
+    model.time_features = "stabilised"

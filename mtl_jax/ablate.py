@@ -12,7 +12,15 @@ turns each config into one variant per value (the paper's section 4.3 studies: e
 dimension, export weight, epochs, layers; the task correlation of ``--data-config
 relatedness``). ``--data-config census`` runs every model on another dataset:
 ``configs/census.py:model=<name>,seed=<k>``; ``--data-args phenomenon=sequence`` appends to that
-argument (``configs/phenomena.py``).
+argument (``configs/phenomena.py``). ``--config-args paper`` appends arguments to every run's
+config argument (``configs/<name>.py:seed=<k>,paper``: the paper's training protocol,
+``configs/common.py``); ``name:arg`` in ``--configs`` gives one config its own (``mmoe:paper``,
+several as ``name:a:b``), so that ``--configs mmoe,coarse_attention,mmoe:paper,
+coarse_attention:paper`` makes one table of both protocols, each variant compared with the
+baseline under the same arguments (``mmoe:paper`` for ``coarse_attention:paper``) and
+``mmoe:paper`` with ``mmoe`` (the protocol's effect). A variant of the baseline config with
+its own overrides is compared with the plain baseline (``--baseline coarse_attention
+--configs coarse_attention,coarse_attention[model.attention_gate_norm=none]``).
 
 The table reports, per variant, mean ± std over seeds of the test split's headline metric of
 each task (AUC of a binary task, MSE and R² of a regression task; click / order, income /
@@ -92,14 +100,17 @@ def paired_permutation_p(a, b) -> float:
 
 def parse_configs(text: str) -> list[tuple[str, list[str]]]:
     """``--configs`` → [(config name, overrides)]: ``mmoe,ple`` or, with overrides of one
-    variant, ``multisource[model.adversarial_weight=0.0]`` (several joined by ``;``)."""
+    variant, ``multisource[model.adversarial_weight=0.0]`` (several joined by ``;``). A name may
+    carry arguments of its config file: ``mmoe:paper`` (``split_config``)."""
     out = []
     for item in re.split(r",(?![^\[]*\])", text):  # commas outside brackets
         if not item:
             continue
-        m = re.fullmatch(r"([\w.-]+)(?:\[([^\]]*)\])?", item)
+        m = re.fullmatch(r"([\w.-]+(?::[\w.=-]+)*)(?:\[([^\]]*)\])?", item)
         if m is None:
-            raise SystemExit(f"--configs: cannot read {item!r}; expected name or name[key=v;...]")
+            raise SystemExit(
+                f"--configs: cannot read {item!r}; expected name, name:arg or name[key=v;...]"
+            )
         overrides = [o for o in (m.group(2) or "").split(";") if o]
         for o in overrides:
             if "=" not in o:
@@ -130,15 +141,31 @@ def variants(configs, sweeps):
     return out
 
 
-def config_spec(configs_dir, config, seed, runlocal, data_config=None, data_args="") -> str:
-    """The ``--config`` argument of one run: ``configs/<config>.py:[runlocal,]seed=<k>``, or with
-    a data config (e.g. ``census``) ``configs/<data_config>.py:model=<config>,seed=<k>`` followed
-    by ``data_args`` (e.g. ``phenomenon=sequence``)."""
-    arg = ("runlocal," if runlocal else "") + f"seed={seed}"
+def split_config(name: str) -> tuple[str, list[str]]:
+    """``mmoe:paper`` → ``("mmoe", ["paper"])``: the config file and the variant's own arguments
+    of it."""
+    file, *args = name.split(":")
+    return file, args
+
+
+def config_spec(
+    configs_dir, config, seed, runlocal, data_config=None, data_args="", config_args=""
+) -> str:
+    """The ``--config`` argument of one run: ``configs/<config>.py:[runlocal,]seed=<k>``, then the
+    config's own arguments (``mmoe:paper``) and ``config_args`` (``--config-args``); or with a
+    data config (e.g. ``census``) ``configs/<data_config>.py:model=<config>,seed=<k>,...``
+    followed by ``data_args`` (e.g. ``phenomenon=sequence``)."""
+    file, own = split_config(config)
+    arg = ",".join(
+        (["runlocal"] if runlocal else [])
+        + [f"seed={seed}"]
+        + own
+        + ([config_args] if config_args else [])
+    )
     if data_config:
         extra = f",{data_args}" if data_args else ""
-        return f"{os.path.join(configs_dir, data_config)}.py:model={config},{arg}{extra}"
-    return f"{os.path.join(configs_dir, config)}.py:{arg}"
+        return f"{os.path.join(configs_dir, data_config)}.py:model={file},{arg}{extra}"
+    return f"{os.path.join(configs_dir, file)}.py:{arg}"
 
 
 def run_one(
@@ -152,6 +179,7 @@ def run_one(
     overrides,
     data_config=None,
     data_args="",
+    config_args="",
 ) -> str:
     workdir = os.path.join(root, variant, f"seed{seed}")
     if os.path.exists(os.path.join(workdir, "final_metrics.json")):
@@ -162,7 +190,7 @@ def run_one(
         "-m",
         "mtl_jax.train",
         "--config",
-        config_spec(configs_dir, config, seed, runlocal, data_config, data_args),
+        config_spec(configs_dir, config, seed, runlocal, data_config, data_args, config_args),
         "--workdir",
         workdir,
         *[f"--config.{o}" for o in overrides],
@@ -247,13 +275,18 @@ def run_tasks(root, results: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def baseline_of(name: str, baseline: str, results: dict) -> str | None:
     """The baseline a variant is compared with: the baseline config's variant with the same
-    bracketed settings when there is one (``mmoe[correlation=0.5]`` →
-    ``shared_bottom[correlation=0.5]``), else the plain baseline; None when neither ran."""
+    config arguments and bracketed settings when there is one (``mmoe[correlation=0.5]`` →
+    ``shared_bottom[correlation=0.5]``, ``coarse_attention:paper`` → ``mmoe:paper``), else with
+    the same arguments, else the plain baseline; None when none ran. A variant is its own
+    baseline only when no other candidate ran: with ``--baseline coarse_attention``,
+    ``coarse_attention[attention_gate_norm=none]`` is compared with ``coarse_attention``."""
     label = name[name.index("[") :] if "[" in name else ""
-    for candidate in (baseline + label, baseline):
-        if candidate in results:
-            return candidate
-    return None
+    head = name[: len(name) - len(label)]
+    args = head[head.index(":") :] if ":" in head else ""
+    candidates = (baseline + args + label, baseline + args, baseline + label, baseline)
+    found = [c for c in candidates if c in results]
+    others = [c for c in found if c != name]
+    return (others or found or [None])[0]
 
 
 def _mean_std(vals) -> str:
@@ -459,7 +492,8 @@ def main(argv=None):
         "--configs",
         required=True,
         help="comma-separated names under --configs-dir; name[key=v;key2=v2] is a variant of a "
-        "config with its own overrides (e.g. multisource[model.adversarial_weight=0.0])",
+        "config with its own overrides (e.g. multisource[model.adversarial_weight=0.0]); "
+        "name:arg adds an argument of the config file (e.g. mmoe:paper)",
     )
     ap.add_argument("--configs-dir", default="configs")
     ap.add_argument(
@@ -471,6 +505,12 @@ def main(argv=None):
         "--data-args",
         default="",
         help="more arguments of the data config, e.g. phenomenon=sequence (with --data-config)",
+    )
+    ap.add_argument(
+        "--config-args",
+        default="",
+        help="arguments appended to every run's config argument, e.g. paper (the paper's "
+        "training protocol: configs/common.py)",
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workdir", required=True)
@@ -492,7 +532,8 @@ def main(argv=None):
     cli.add_traceback_flag(ap)
     args = ap.parse_args(argv)
     configs = parse_configs(args.configs)
-    for c in [n for n, _ in configs] + ([args.data_config] if args.data_config else []):
+    files = [split_config(n)[0] for n, _ in configs]
+    for c in files + ([args.data_config] if args.data_config else []):
         if not os.path.exists(os.path.join(args.configs_dir, c + ".py")):
             raise SystemExit(f"--configs: no config file {os.path.join(args.configs_dir, c)}.py")
     sweeps = []
@@ -519,6 +560,7 @@ def main(argv=None):
                 args.set,
                 args.data_config,
                 args.data_args,
+                args.config_args,
             )
             for v, c, extra, s in jobs
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from absl import logging
 
 from mtl_jax import losses, optim, weighting
-from mtl_jax.models import layers, model_names
+from mtl_jax.models import get_model_class, layers, model_names, paper
 
 DTYPES = ("float32", "bfloat16")
 
@@ -48,6 +48,21 @@ def _check_weighting(lc) -> None:
         _names(lc.gradnorm_params, "config.loss.gradnorm_params")
 
 
+def _note_single_source(m, schema) -> None:
+    """A multi-source model on one source trains, but its improved loss does nothing: say so."""
+    cls = get_model_class(m.name)
+    if not issubclass(cls, paper.PaperMMoE) or schema.num_sources > 1:
+        return
+    if paper.resolve_options(m, m.name, cls.fixed)["multisource"]:
+        logging.warning(
+            "config.model.name=%r uses the multi-source improved loss, but the data has one "
+            "source (num_sources=%d): one feature-space mapping serves every row and the source "
+            "discriminator has one class, so its loss is 0 and the adversarial term is inert",
+            m.name,
+            schema.num_sources,
+        )
+
+
 def _regression_tasks(schema) -> list[str]:
     return [t for k, t in enumerate(schema.tasks) if schema.is_regression(k)]
 
@@ -71,6 +86,7 @@ def validate(config, schema) -> None:
             )
     if not 0.0 <= m.dropout < 1.0:
         raise ValueError(f"config.model.dropout must be in [0, 1), got {m.dropout}")
+    _note_single_source(m, schema)
 
     lc = config.loss
     if lc.cascade not in losses.CASCADES:

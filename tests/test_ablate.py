@@ -1,6 +1,7 @@
 """Ablation runner: table columns, mean/std against the per-run files, resume, permutation test."""
 
 import csv
+import importlib
 import json
 import os
 
@@ -204,6 +205,69 @@ def test_regression_tasks_get_mse_columns_and_a_per_value_baseline(tmp_path):
     p_header, p_rows = ablate.pivot(results, layout, "shared_bottom", "y1", "regression")
     assert p_header == ["y1 MSE", "correlation=1.0", "correlation=0.0"]
     assert p_rows[1][2].startswith("0.3250 ± ") and "p 0.031 *" in p_rows[1][2]
+
+
+def test_config_arguments_per_variant_and_for_every_run(tmp_path, monkeypatch):
+    """``name:arg`` gives one config its own arguments (``mmoe:paper``), ``--config-args`` gives
+    every run some; each reaches the run's ``--config``, and a variant with arguments is compared
+    with the baseline under the same arguments."""
+    configs = ablate.parse_configs("mmoe,mmoe:paper,coarse_attention:paper[model.x=1]")
+    assert configs == [("mmoe", []), ("mmoe:paper", []), ("coarse_attention:paper", ["model.x=1"])]
+    assert [v for v, _, _ in ablate.variants(configs, [])] == [
+        "mmoe", "mmoe:paper", "coarse_attention:paper[x=1]"
+    ]  # fmt: skip
+    assert ablate.config_spec("configs", "mmoe:paper", 2, True) == (
+        "configs/mmoe.py:runlocal,seed=2,paper"
+    )
+    assert ablate.config_spec("configs", "ple", 1, False, config_args="paper") == (
+        "configs/ple.py:seed=1,paper"
+    )
+    assert ablate.config_spec(
+        "configs", "sequence_mmoe", 0, False, "phenomena", "phenomenon=sequence", "paper"
+    ) == ("configs/phenomena.py:model=sequence_mmoe,seed=0,paper,phenomenon=sequence")
+    results = dict.fromkeys(["mmoe", "mmoe:paper", "coarse_attention", "coarse_attention:paper"])
+    assert ablate.baseline_of("coarse_attention:paper", "mmoe", results) == "mmoe:paper"
+    assert ablate.baseline_of("coarse_attention:paper[x=1]", "mmoe", results) == "mmoe:paper"
+    assert ablate.baseline_of("coarse_attention", "mmoe", results) == "mmoe"
+    # the baseline under other arguments is compared with the plain baseline: the protocol's effect
+    assert ablate.baseline_of("mmoe:paper", "mmoe", results) == "mmoe"
+    # An option of the baseline config itself is compared with the plain config, not with itself;
+    # a swept baseline (no plain run) still is its own baseline at each value.
+    results = dict.fromkeys(["coarse_attention", "coarse_attention[attention_gate_norm=none]"])
+    name = "coarse_attention[attention_gate_norm=none]"
+    assert ablate.baseline_of(name, "coarse_attention", results) == "coarse_attention"
+    results = dict.fromkeys(["mmoe[corr=0.5]", "ple[corr=0.5]"])
+    assert ablate.baseline_of("mmoe[corr=0.5]", "mmoe", results) == "mmoe[corr=0.5]"
+
+    # The runner: every run's --config, read back through its config file.
+    commands = []
+
+    def fake_run(cmd, stdout, stderr, env):
+        commands.append(cmd)
+        workdir = cmd[cmd.index("--workdir") + 1]
+        metrics = {"click/auc": 0.7, "order/auc": 0.8, "loss": 0.4}
+        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+            json.dump({"test": metrics, "val": metrics}, f)
+        return ablate.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(ablate.subprocess, "run", fake_run)
+    monkeypatch.chdir(ROOT)
+    ablate.main(["--configs", "mmoe,esmm:paper", "--seeds", "1", "--workdir", str(tmp_path / "a")])
+    ablate.main(
+        ["--configs", "mmoe", "--seeds", "1", "--workdir", str(tmp_path / "b")]
+        + ["--config-args", "paper"]
+    )
+    specs = [cmd[cmd.index("--config") + 1] for cmd in commands]
+    assert sorted(specs) == [
+        "configs/esmm.py:seed=0,paper", "configs/mmoe.py:seed=0", "configs/mmoe.py:seed=0,paper"
+    ]  # fmt: skip
+    for spec in specs:
+        path, _, arg = spec.partition(":")
+        c = importlib.import_module("configs." + os.path.basename(path)[:-3]).get_config(arg)
+        assert c.num_epochs == (5 if "paper" in arg else 1)
+    assert (tmp_path / "a" / "esmm:paper" / "seed0" / "final_metrics.json").exists()
+    with pytest.raises(SystemExit, match="no config file"):
+        ablate.main(["--configs", "nosuch:paper", "--workdir", str(tmp_path / "c")])
 
 
 def test_tasks_come_from_the_metrics_when_no_schema_was_kept(tmp_path):

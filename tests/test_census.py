@@ -12,7 +12,7 @@ from mtl_jax.data import datasets
 from mtl_jax.models import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOT_MODELS = {"__init__", "common", "census", "aliccp", "phenomena", "relatedness"}
+NOT_MODELS = {"__init__", "common", "census", "aliccp", "phenomena", "relatedness"}  # data configs
 MODEL_CONFIGS = sorted(
     f[:-3]
     for f in os.listdir(os.path.join(ROOT, "configs"))

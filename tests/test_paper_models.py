@@ -98,7 +98,9 @@ def test_attention_gates_at_the_papers_shapes(name):
 
 def test_coarse_gate_equals_reference():
     schema = tiny_schema()
-    model = build_model(schema, model_config("coarse_attention", gate_hidden=(5,)), seed=3)
+    model = build_model(
+        schema, model_config("coarse_attention", attention_gate_hidden=(5,)), seed=3
+    )
     experts = jax.random.uniform(jax.random.key(0), (4, 3, 12))
     mixed, gates = model.gates(experts)
     g = model.gates.queries
@@ -225,6 +227,18 @@ def test_time_features_known_values():
         [np.exp(-t), np.sin(t), np.cos(t), np.sqrt(t), np.square(t), np.log1p(t)], axis=-1
     )
     np.testing.assert_allclose(time_features(t), want, rtol=1e-6, atol=1e-7)
+    # literal: exp(t) and log t, finite: exp's argument capped at 30, log's floored.
+    t = jnp.array([0.0, 1.0, 4.0, 14.0, 100.0])
+    got = np.asarray(time_features(t, "literal", log_floor=1e-3))
+    tc = np.minimum(np.asarray(t), 30.0)
+    want = np.stack(
+        [np.exp(tc), np.sin(t), np.cos(t), np.sqrt(t), np.square(t), np.log(np.maximum(t, 1e-3))],
+        axis=-1,
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.isfinite(got).all() and got[3, 0] == pytest.approx(np.exp(14.0), rel=1e-6)
+    with pytest.raises(ValueError, match="log_floor > 0"):
+        time_features(t, "literal")
 
 
 @pytest.mark.parametrize("activation", ["prelu", "sigmoid"])
@@ -352,9 +366,47 @@ def test_multisource_uses_each_rows_own_mapping():
     np.testing.assert_allclose(shared, every[jnp.arange(9), source], rtol=1e-5, atol=1e-6)
 
 
-def test_multisource_with_one_source_is_a_clear_error():
-    with pytest.raises(ValueError, match="config.data.synthetic.num_sources"):
-        build_model(tiny_schema(), model_config("multisource"), seed=0)
+@pytest.mark.parametrize("objective", ["reversal", "confusion"])
+def test_multisource_on_one_source_is_inert(objective):
+    # One source (e.g. prepared Ali-CCP without a source field): the model builds and runs, the
+    # discriminator's loss is 0 and sends no gradient anywhere; one mapping serves every row.
+    schema = tiny_schema()
+    assert schema.num_sources == 1
+    cfg = model_config("paper_full", adversarial_objective=objective, shared_dim=6)
+    model = build_model(schema, cfg, seed=0)
+    batch = tiny_batch(schema, 12)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def aux_loss(p):
+        return nnx.merge(graphdef, p, rest)(batch, train=False)["aux_loss"]
+
+    assert float(aux_loss(params)) == 0.0
+    grads = jax.grad(aux_loss)(params)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+    out = model(batch, train=False)
+    assert np.isfinite(np.asarray(out["logits"])).all()
+    assert float(out["aux_metrics"]["disc_accuracy"]) == 1.0
+    assert nnx.to_pure_dict(params)["mapping"]["out"]["kernel"].shape[0] == 1  # one map
+
+
+def test_multisource_on_one_source_says_so_once_in_the_log(caplog):
+    from configs import paper_full
+    from mtl_jax import config_check
+    from mtl_jax.data import datasets
+
+    config = paper_full.get_config("runlocal")
+    config.data.synthetic.update(num_sources=1, num_train=500, num_val=100, num_test=100)
+    schema, _ = datasets.load(config.data)
+    with caplog.at_level("WARNING", logger="absl"):
+        config_check.validate(config, schema)
+    notes = [r for r in caplog.records if "adversarial term is inert" in r.getMessage()]
+    assert len(notes) == 1 and "num_sources=1" in notes[0].getMessage()
+    caplog.clear()
+    config.data.synthetic.num_sources = 3
+    schema, _ = datasets.load(config.data)
+    with caplog.at_level("WARNING", logger="absl"):
+        config_check.validate(config, schema)
+    assert not [r for r in caplog.records if "inert" in r.getMessage()]
 
 
 @pytest.mark.parametrize(
@@ -367,6 +419,12 @@ def test_multisource_with_one_source_is_a_clear_error():
         ("expert_attention", "attention_heads", 5, "config.model.attention_heads=5 must divide"),
         ("sequence_mmoe", "din_activation", "gelu", "config.model.din_activation must be one of"),
         ("sequence_mmoe", "time_scale", 0.0, "config.model.time_scale must be a number > 0"),
+        ("sequence_mmoe", "din_weight_norm", "l1", "config.model.din_weight_norm must be one of"),
+        ("sequence_mmoe", "time_features", "raw", "config.model.time_features must be one of"),
+        ("coarse_attention", "attention_gate_norm", "l1", "attention_gate_norm must be one of"),
+        ("fine_attention", "attention_gate_norm", "x", "attention_gate_norm must be one of"),
+        ("fine_attention", "attention_gate_hidden", (0,), "attention_gate_hidden must be a list"),
+        ("coarse_attention", "gate_hidden", (5,), "attention gates' layers are config.model.atte"),
         ("multisource", "adversarial_weight", -1.0, "config.model.adversarial_weight must be"),
         ("multisource", "adversarial_objective", "gan", "adversarial_objective must be one of"),
         ("coarse_attention", "gate_type", "softmax", "conflicts with config.model.name"),
@@ -405,6 +463,13 @@ def test_configs_set_their_options():
             assert c.model[key] == value, (name, key)
         if c.model.get("multisource", False):
             assert c.data.synthetic.num_sources == 3
+        # Option keys exist (at their defaults) so that --config.model.KEY=... can set them.
+        if c.model.get("gate_type", "softmax") != "softmax":
+            assert c.model.attention_gate_norm == "softmax_scaled", name
+            assert tuple(c.model.attention_gate_hidden) == (), name
+        if c.model.get("use_sequence", False):
+            assert c.model.din_weight_norm == "softmax", name
+            assert c.model.time_features == "stabilised", name
 
 
 # Few-step runs evaluate on one small batch: their metrics are not looked at.
@@ -445,3 +510,85 @@ def test_paper_full_four_devices_equal_one_device(tmp_path):
         "paper_full", num_steps=4, checkpoint_every_steps=100, log_every_steps=1, **SMALL_EVAL
     )
     assert_one_and_four_devices_agree(config, tmp_path, logged=("loss", "disc_loss"))
+
+
+# The literal readings (each a config.model key; the default first) and the model they apply to.
+OPTIONS = [
+    ("coarse_attention", "attention_gate_norm", "softmax"),
+    ("coarse_attention", "attention_gate_norm", "none"),
+    ("fine_attention", "attention_gate_norm", "none"),
+    ("sequence_mmoe", "din_weight_norm", "none"),
+    ("sequence_mmoe", "time_features", "literal"),
+]
+
+
+@pytest.mark.parametrize("name,key,value", OPTIONS)
+def test_each_literal_option_changes_the_forward_pass(name, key, value):
+    # Same seed, same parameters (DIN's raw scores add one zero-initialised bias), other outputs.
+    schema = tiny_schema()
+    batch = tiny_batch(schema, 16)
+    default = build_model(schema, model_config(name), seed=4)
+    option = build_model(schema, model_config(name, **{key: value}), seed=4)
+    p_default = nnx.to_pure_dict(params_of(default))
+    p_option = nnx.to_pure_dict(params_of(option))
+    if key == "din_weight_norm":
+        assert p_option["din"]["unit"].pop("head_bias").tolist() == [0.0]
+    chex.assert_trees_all_equal(p_default, p_option)
+    a, b = default(batch, train=False), option(batch, train=False)
+    assert np.isfinite(np.asarray(b["logits"])).all()
+    assert np.abs(np.asarray(a["logits"]) - np.asarray(b["logits"])).max() > 1e-4
+    np.testing.assert_allclose(np.asarray(b["gates"]).sum(-1), 1.0, rtol=1e-5)
+    if key == "din_weight_norm":  # raw scores: the weights no longer sum to 1
+        w = np.asarray(b["seq_weights"])
+        has_items = (batch["seq_item"] > 0).any(axis=1)
+        assert np.abs(w[has_items].sum(-1) - 1.0).max() > 1e-3
+        assert np.all(w[batch["seq_item"] == 0] == 0.0)
+
+
+def _train_briefly(config, tmp_path) -> dict:
+    final = loop.train_and_evaluate(config, str(tmp_path))
+    rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    train = [r for r in rows if r["split"] == "train"]
+    assert train and all(np.isfinite(r["loss"]) for r in train)
+    for split in ("val", "test"):
+        for task in ("click", "order"):
+            assert np.isfinite(final[split][f"{task}/auc"]), final[split]
+            assert np.isfinite(final[split][f"{task}/logloss"]), final[split]
+    return final
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,key,value,extra",
+    [
+        ("coarse_attention", "attention_gate_norm", "none", {}),
+        ("fine_attention", "attention_gate_norm", "none", {}),
+        ("sequence_mmoe", "din_weight_norm", "none", {}),
+        # the paper's unit (days): exp(t) reaches e^14 on the synthetic data
+        ("sequence_mmoe", "time_features", "literal", {"model.time_scale": 1.0}),
+    ],
+)
+def test_each_literal_option_trains_without_nan(name, key, value, extra, tmp_path):
+    config = paper_config(name, num_steps=40, **{f"model.{key}": value}, **extra, **SMALL_EVAL)
+    _train_briefly(config, tmp_path)
+    saved = json.load(open(tmp_path / "config.json"))
+    assert saved["model"][key] == value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,arg", [("paper_full", "paper,runlocal"), ("multisource", "runlocal")]
+)
+def test_multisource_models_train_on_one_source(name, arg, tmp_path):
+    # configs/paper_full.py:paper,runlocal --config.data.synthetic.num_sources=1 (and multisource):
+    # trains, the discriminator's loss stays 0 (one class).
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
+    config.data.synthetic.num_sources = 1
+    config.update(num_steps=30, log_every_steps=10)
+    config.data.synthetic.update(num_val=256, num_test=256)
+    config.eval_batch_size = 256
+    _train_briefly(config, tmp_path)
+    rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert all(r["disc_loss"] == 0.0 for r in rows if r["split"] == "train")
+    schema = json.load(open(tmp_path / "schema.json"))
+    assert schema.get("num_sources", 1) == 1

@@ -6,9 +6,9 @@ embedding, and feeds the pooled interest vector to the bottom of the multi-task 
 
 Per behaviour item j (``seq`` [B, L, D] from ``InputLayer(use_sequence=True)``):
 
-* time: ``t = days_j / time_scale``, the features ``[exp(−t), sin t, cos t, sqrt t, t², log(1+t)]``
-  (the paper's "exponential, sine, cosine, root, square and logarithmic operations", Figure 7),
-  concatenated and linearly projected to ``time_embedding_dim``;
+* time: ``t = days_j / time_scale``, six features of t (``time_features``, below: the paper's
+  "exponential, sine, cosine, root, square and logarithmic operations", Figure 7), concatenated
+  and linearly projected to ``time_embedding_dim``;
 * space: the location id (``seq_loc``) looked up in a small table of ``schema.sequence.
   num_locations`` rows and ``location_embedding_dim`` columns (Figure 6). The table is a plain
   ``nnx.Embed`` of this module, not part of ``inputs/tables``: it is tiny and every batch touches
@@ -22,15 +22,36 @@ every item, and the interest is ``Σ_j w_j k_j`` [B, D'].
 
 Where the paper (or DIN) leaves a choice, and what this module does:
 
-* Weights: DIN uses the raw scores without normalisation (to keep the intensity of interest).
-  Here they are a softmax over the real items of the row: scores of padded items are replaced by
-  the most negative number and the weights are multiplied by the mask, so padded items get exactly
-  zero weight (and zero gradient), whatever their days or location, and a row without behaviours
-  pools to the zero vector. Normalised weights keep the interest vector's scale independent of
-  the history length, which the bottom MLPs of the experts handle better.
+* Weights (``config.model.din_weight_norm``). DIN's paper (Zhou et al., KDD 2018, section 4.3):
+  "the constraint of Σ_i w_i = 1 is relaxed in Eq. (3), aiming to reserve the intensity of user
+  interests. That is, normalization with softmax on the output of a(·) is abandoned"; its
+  released code (``din/model.py``, ``attention``) nevertheless divides the scores by sqrt(D')
+  and takes a softmax. ``softmax`` (the default): a softmax over the real items of the row,
+  unscaled; normalised weights keep the interest vector's scale independent of the history
+  length, which the bottom MLPs of the experts handle better. The score has no bias (the
+  softmax is shift-invariant: a bias would get a zero gradient and Adam would amplify its
+  rounding noise). ``none``: DIN's paper, ``w_j = a(q, k_j)``, the raw output of the activation
+  unit, whose last layer then has a bias (it is no longer shift-invariant). Either way padded
+  items get exactly zero weight (and zero gradient), whatever their days or location, and a row
+  without behaviours pools to the zero vector.
 * Concatenation, not addition, of the time and space embeddings, so they can have their own widths.
+* Time features (``config.model.time_features``). The paper (3.5): "We normalize the timestamp
+  as days, and make some mathematic operations. The mathematic operations include exponential
+  function operation, sine function operation, cosine function operation, root operation,
+  square operation, and logarithmic operation." With t the gap in units of ``time_scale`` days:
+
+  - ``stabilised`` (the default): ``[exp(−t), sin t, cos t, sqrt t, t², log(1 + t)]``. exp(−t)
+    is a recency decay in (0, 1] and log(1 + t) is 0 at t = 0, both bounded where t is small;
+  - ``literal``: ``[exp(t), sin t, cos t, sqrt t, t², log t]``, made finite in the least
+    changing way: ``exp(min(t, 30))`` (exact up to t = 30; exp(30) ≈ 1.1e13, whose square, as in
+    a batch variance downstream, stays inside float32, where exp(89) alone would overflow) and
+    ``log(max(t, ε))`` with ε one minute in units of t (``1 / (1440 · time_scale)``): log 0 is
+    −∞, and the query (the candidate, shown now) has t = 0, as may a same-day behaviour. The
+    paper's unit is days: ``time_scale=1`` with ``literal`` is the paper's reading; with the
+    default 7 the same functions see weeks.
 * ``time_scale`` (days, default 7) scales t before the features: on raw days (up to 14 in the
-  synthetic data, more in real logs) t² dwarfs every other input of the projection.
+  synthetic data, more in real logs) t² (and under ``literal`` exp(t)) dwarfs every other input
+  of the projection.
 * Activation unit: ``din_activation`` in ``sigmoid`` (the default, as in DIN's released code),
   ``prelu`` (the DIN paper's), ``dice`` or ``relu``. With ``dice`` the training-time batch
   statistics are taken over all B·L items, padded ones included (padded items still get zero
@@ -52,39 +73,74 @@ from flax import nnx
 from mtl_jax.models.layers import Dice, PReLU, StackedLinear
 
 DIN_ACTIVATIONS = ("sigmoid", "prelu", "dice", "relu")
+WEIGHT_NORMS = ("softmax", "none")
+TIME_FEATURES = ("stabilised", "literal")
 NUM_TIME_FEATURES = 6
+# The literal features' finite reading (module docstring): exp's argument is capped here, and
+# log's floors at one minute.
+LITERAL_EXP_CAP = 30.0
+LITERAL_MIN_GAP_DAYS = 1.0 / 1440.0
 
 
-def time_features(t: jax.Array) -> jax.Array:
-    """``[exp(−t), sin t, cos t, sqrt t, t², log(1+t)]`` of ``t`` ≥ 0: ``[...] → [..., 6]``."""
-    return jnp.stack(
-        [jnp.exp(-t), jnp.sin(t), jnp.cos(t), jnp.sqrt(t), jnp.square(t), jnp.log1p(t)], axis=-1
-    )
+def _check(value: str, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"config.model.{key} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def time_features(t: jax.Array, kind: str = "stabilised", *, log_floor: float = 0.0) -> jax.Array:
+    """Six features of ``t`` ≥ 0: ``[...] → [..., 6]``.
+
+    ``stabilised``: ``[exp(−t), sin t, cos t, sqrt t, t², log(1+t)]``; ``literal``:
+    ``[exp(min(t, LITERAL_EXP_CAP)), sin t, cos t, sqrt t, t², log(max(t, log_floor))]``
+    (``log_floor`` > 0 is then required: log 0 is −∞).
+    """
+    _check(kind, TIME_FEATURES, "time_features")
+    if kind == "stabilised":
+        exp, log = jnp.exp(-t), jnp.log1p(t)
+    else:
+        if not log_floor > 0:
+            raise ValueError(f"time_features('literal') needs log_floor > 0, got {log_floor}")
+        exp, log = jnp.exp(jnp.minimum(t, LITERAL_EXP_CAP)), jnp.log(jnp.maximum(t, log_floor))
+    return jnp.stack([exp, jnp.sin(t), jnp.cos(t), jnp.sqrt(t), jnp.square(t), log], axis=-1)
 
 
 class TimeEmbedding(nnx.Module):
-    """Days since a behaviour → ``dim`` features: ``[B, L] → [B, L, dim]``."""
+    """Days since a behaviour → ``dim`` features: ``[B, L] → [B, L, dim]``.
 
-    def __init__(self, dim: int, *, time_scale: float = 7.0, rngs: nnx.Rngs):
+    ``kind``: ``config.model.time_features`` (``stabilised`` or ``literal``; module docstring).
+    """
+
+    def __init__(
+        self, dim: int, *, time_scale: float = 7.0, kind: str = "stabilised", rngs: nnx.Rngs
+    ):
         self.proj = StackedLinear(1, NUM_TIME_FEATURES, dim, rngs=rngs)
         self.time_scale = time_scale
+        self.kind = _check(kind, TIME_FEATURES, "time_features")
 
     def __call__(self, days: jax.Array, dtype) -> jax.Array:
         t = jnp.maximum(days.astype(jnp.float32), 0.0) / self.time_scale
-        feats = time_features(t).astype(dtype)  # [..., 6]
+        floor = LITERAL_MIN_GAP_DAYS / self.time_scale
+        feats = time_features(t, self.kind, log_floor=floor).astype(dtype)  # [..., 6]
         return self.proj(feats.reshape(-1, 1, NUM_TIME_FEATURES)).reshape(*days.shape, -1)
 
 
 class ActivationUnit(nnx.Module):
-    """DIN's local activation unit: ``(q [B, D'], k [B, L, D']) → scores [B, L]``."""
+    """DIN's local activation unit: ``(q [B, D'], k [B, L, D']) → scores [B, L]``.
+
+    ``bias``: whether the score has a bias (not under a softmax over items: module docstring).
+    """
 
     def __init__(
-        self, width: int, hidden: Sequence[int], activation: str = "sigmoid", *, rngs: nnx.Rngs
+        self,
+        width: int,
+        hidden: Sequence[int],
+        activation: str = "sigmoid",
+        *,
+        bias: bool = False,
+        rngs: nnx.Rngs,
     ):
-        if activation not in DIN_ACTIVATIONS:
-            raise ValueError(
-                f"config.model.din_activation must be one of {DIN_ACTIVATIONS}, got {activation!r}"
-            )
+        _check(activation, DIN_ACTIVATIONS, "din_activation")
         dims = [4 * width, *hidden]
         self.layers = nnx.List(
             [StackedLinear(1, i, o, rngs=rngs) for i, o in zip(dims[:-1], dims[1:])]
@@ -93,9 +149,11 @@ class ActivationUnit(nnx.Module):
         self.acts = nnx.List(
             [acts[activation](1, o) if activation in acts else None for o in hidden]
         )
-        # The score has no bias: the softmax over items is shift-invariant, so a bias would get a
-        # zero gradient (in exact arithmetic) and Adam would amplify its rounding noise.
+        # Under a softmax over items the score has no bias: the softmax is shift-invariant, so a
+        # bias would get a zero gradient (in exact arithmetic) and Adam would amplify its rounding
+        # noise. Raw scores (DIN's paper) are not shift-invariant and get one.
         self.head = nnx.Param(jax.nn.initializers.lecun_normal()(rngs.params(), (dims[-1], 1)))
+        self.head_bias = nnx.Param(jnp.zeros((1,))) if bias else None
         self.activation = activation
 
     def __call__(self, q: jax.Array, k: jax.Array, *, train: bool) -> jax.Array:
@@ -110,7 +168,10 @@ class ActivationUnit(nnx.Module):
                 h = jax.nn.relu(h)
             else:
                 h = jax.nn.sigmoid(h)
-        return (h[:, 0] @ self.head[...].astype(h.dtype)).reshape(B, L)  # [B, L]
+        scores = h[:, 0] @ self.head[...].astype(h.dtype)  # [B·L, 1]
+        if self.head_bias is not None:
+            scores = scores + self.head_bias[...].astype(h.dtype)
+        return scores.reshape(B, L)  # [B, L]
 
 
 class SequenceInterest(nnx.Module):
@@ -124,6 +185,8 @@ class SequenceInterest(nnx.Module):
       hidden: ``config.model.din_hidden``, the activation unit's widths.
       activation: ``config.model.din_activation``.
       time_scale: ``config.model.time_scale``, days per unit of t.
+      weight_norm: ``config.model.din_weight_norm``: ``softmax`` or ``none`` (raw scores).
+      time_kind: ``config.model.time_features``: ``stabilised`` or ``literal``.
       rngs: parameter RNG.
 
     Call with the ``InputLayer(use_sequence=True)`` outputs; returns ``(interest [B, D'],
@@ -140,9 +203,12 @@ class SequenceInterest(nnx.Module):
         hidden: Sequence[int] = (36,),
         activation: str = "sigmoid",
         time_scale: float = 7.0,
+        weight_norm: str = "softmax",
+        time_kind: str = "stabilised",
         rngs: nnx.Rngs,
     ):
-        self.time = TimeEmbedding(time_dim, time_scale=time_scale, rngs=rngs)
+        self.weight_norm = _check(weight_norm, WEIGHT_NORMS, "din_weight_norm")
+        self.time = TimeEmbedding(time_dim, time_scale=time_scale, kind=time_kind, rngs=rngs)
         self.locations = nnx.Embed(
             num_locations,
             location_dim,
@@ -150,7 +216,9 @@ class SequenceInterest(nnx.Module):
             rngs=rngs,
         )
         self.out_features = item_dim + time_dim + location_dim
-        self.unit = ActivationUnit(self.out_features, hidden, activation, rngs=rngs)
+        self.unit = ActivationUnit(
+            self.out_features, hidden, activation, bias=weight_norm == "none", rngs=rngs
+        )
 
     def __call__(self, inputs: dict, *, train: bool) -> tuple[jax.Array, jax.Array]:
         seq, mask, target = (
@@ -172,7 +240,10 @@ class SequenceInterest(nnx.Module):
             [target, now, jnp.broadcast_to(table[0], (B, table.shape[1]))], axis=-1
         )  # [B, D']
         scores = self.unit(query, keys, train=train).astype(jnp.float32)  # [B, L]
-        scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1) * mask  # [B, L]; exactly 0 on padding
+        if self.weight_norm == "none":
+            weights = jnp.where(mask, scores, 0.0)  # [B, L]; exactly 0 on padding
+        else:
+            scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+            weights = jax.nn.softmax(scores, axis=-1) * mask  # [B, L]; exactly 0 on padding
         interest = jnp.einsum("bl,bld->bd", weights.astype(dt), keys)  # [B, D']
         return interest, weights

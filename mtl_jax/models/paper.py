@@ -33,12 +33,17 @@ Data flow (B batch, F fields, D embed, E experts, H expert width, T tasks)::
 Config keys (``config.model``, with defaults): ``gate_type`` (``softmax``), ``expert_mode``
 (``parallel``), ``expert_interaction`` (``none``), ``interaction_combine`` (``product``),
 ``feature_attention`` (False), ``use_sequence`` (False), ``multisource`` (False),
-``attention_heads`` (4), ``time_embedding_dim`` (8), ``location_embedding_dim`` (8),
-``time_scale`` (7.0), ``din_hidden`` ((36,)), ``din_activation`` (``sigmoid``), ``shared_dim``
-(128), ``mapping_hidden`` (()), ``discriminator_hidden`` ((64,)), ``adversarial_weight`` (0.1),
+``attention_heads`` (4), ``attention_gate_hidden`` (()), ``attention_gate_norm``
+(``softmax_scaled``; or ``softmax``, ``none``: ``attention_gates.py``), ``time_embedding_dim``
+(8), ``location_embedding_dim`` (8), ``time_scale`` (7.0), ``time_features`` (``stabilised``; or
+``literal``: ``din.py``), ``din_hidden`` ((36,)), ``din_activation`` (``sigmoid``),
+``din_weight_norm`` (``softmax``; or ``none``: ``din.py``), ``shared_dim`` (128),
+``mapping_hidden`` (()), ``discriminator_hidden`` ((64,)), ``adversarial_weight`` (0.1),
 ``adversarial_objective`` (``reversal``; or ``confusion``, see ``multisource.py``), besides
-MMoE's ``embed_dim``, ``num_experts``, ``expert_hidden``, ``gate_hidden``, ``tower_hidden``,
-``expert_activation``, ``tower_activation`` and ``dropout``.
+MMoE's ``embed_dim``, ``num_experts``, ``expert_hidden``, ``gate_hidden`` (the softmax gates'
+layers only; the attention gates' are ``attention_gate_hidden``), ``tower_hidden``,
+``expert_activation``, ``tower_activation`` and ``dropout``. These keys are checked here, when
+the model is built; each error names its key.
 
 Choices where the paper does not say (the per-part choices are in each part's module docstring):
 
@@ -47,6 +52,10 @@ Choices where the paper does not say (the per-part choices are in each part's mo
 * With multisource the experts and the softmax gates read only the shared representation (the
   paper projects "the heterogeneous data into the same feature space" for the experts to share).
 * The attention gates (coarse, fine) take the experts' output after the auto interact layer.
+* Multisource on single-source data (``schema.num_sources`` = 1, e.g. prepared Ali-CCP without a
+  source field) trains: one feature-space mapping serves every row (a shared linear map to
+  ``shared_dim``), and the discriminator has one class, so its cross-entropy is 0 and the
+  adversarial term sends no gradient. ``mtl_jax.config_check`` says so in the log.
 
 Returns ``logits`` [B, T] and ``gates`` [B, T, E]; with fine attention also ``fine_gates``
 [B, T, E, H]; with multisource ``aux_loss`` (the discriminator cross-entropy, behind the gradient
@@ -60,9 +69,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.attention_gates import CoarseAttentionGates, FineAttentionGates
+from mtl_jax.models.attention_gates import GATE_NORMS, CoarseAttentionGates, FineAttentionGates
 from mtl_jax.models.boost import BoostingExperts
-from mtl_jax.models.din import DIN_ACTIVATIONS, SequenceInterest
+from mtl_jax.models.din import DIN_ACTIVATIONS, TIME_FEATURES, WEIGHT_NORMS, SequenceInterest
 from mtl_jax.models.embedding import InputLayer
 from mtl_jax.models.expert_attention import COMBINES, ExpertInteraction
 from mtl_jax.models.experts import ExpertBank
@@ -85,11 +94,15 @@ DEFAULTS = dict(
     use_sequence=False,
     multisource=False,
     attention_heads=4,
+    attention_gate_hidden=(),
+    attention_gate_norm="softmax_scaled",
     time_embedding_dim=8,
     location_embedding_dim=8,
     time_scale=7.0,
+    time_features="stabilised",
     din_hidden=(36,),
     din_activation="sigmoid",
+    din_weight_norm="softmax",
     shared_dim=128,
     mapping_hidden=(),
     discriminator_hidden=(64,),
@@ -199,17 +212,13 @@ class PaperMMoE(nnx.Module):
                 hidden=_widths(opts, "din_hidden"),
                 activation=_choice(opts, "din_activation", DIN_ACTIVATIONS),
                 time_scale=_positive_number(opts, "time_scale"),
+                weight_norm=_choice(opts, "din_weight_norm", WEIGHT_NORMS),
+                time_kind=_choice(opts, "time_features", TIME_FEATURES),
                 rngs=rngs,
             )
             in_dim += self.din.out_features
 
-        if self.multisource:
-            if schema.num_sources < 2:
-                raise ValueError(
-                    "config.model.multisource=True needs rows from several data sources, but the "
-                    f"data has num_sources={schema.num_sources}; set "
-                    "config.data.synthetic.num_sources to 2 or more"
-                )
+        if self.multisource:  # one source: one shared map, an inert discriminator (docstring)
             shared_dim = _positive_int(opts, "shared_dim")
             self.mapping = FeatureSpaceMapping(
                 schema.num_sources,
@@ -241,10 +250,24 @@ class PaperMMoE(nnx.Module):
             self.interaction = ExpertInteraction(H, heads, combine, rngs=rngs)
         if self.gate_type == "softmax":
             self.gates = SoftmaxGates(T, in_dim, E, cfg.gate_hidden, rngs=rngs)
-        elif self.gate_type == "coarse_attention":
-            self.gates = CoarseAttentionGates(T, E, H, cfg.gate_hidden, rngs=rngs)
         else:
-            self.gates = FineAttentionGates(T, E, H, cfg.gate_hidden, rngs=rngs)
+            if tuple(cfg.gate_hidden):
+                raise ValueError(
+                    f"config.model.gate_hidden={tuple(cfg.gate_hidden)} sizes the softmax gates, "
+                    f"which gate_type={self.gate_type!r} does not have; the attention gates' "
+                    "layers are config.model.attention_gate_hidden"
+                )
+            gate_cls = (
+                CoarseAttentionGates if self.gate_type == "coarse_attention" else FineAttentionGates
+            )
+            self.gates = gate_cls(
+                T,
+                E,
+                H,
+                _widths(opts, "attention_gate_hidden"),
+                norm=_choice(opts, "attention_gate_norm", GATE_NORMS),
+                rngs=rngs,
+            )
         self.towers = Towers(
             T,
             H,
