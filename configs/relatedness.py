@@ -6,7 +6,8 @@
 
 Arguments: ``corr`` (p, the cosine of the two tasks' weight vectors), ``model`` (shared_bottom,
 omoe, mmoe, cgc, ple, mlp), ``seed`` (data and initialisation), ``binary`` (Bernoulli labels of
-the standardised targets instead of the regression labels), ``runlocal``. The data is
+the standardised targets instead of the regression labels), ``width`` (units per expert, 16;
+Shared-Bottom's width follows to keep the parameter counts equal), ``runlocal``. The data is
 ``mtl_jax/data/relatedness.py`` (d = 100 inputs, m = 10 sinusoids, scale c = 1, noise variance
 0.01).
 
@@ -30,9 +31,11 @@ EXPERT_WIDTH = 16
 TOWER_WIDTH = 8
 
 
-def mmoe_param_count(input_dim: int, num_tasks: int = 2, num_gates: int | None = None) -> int:
+def mmoe_param_count(
+    input_dim: int, num_tasks: int = 2, num_gates: int | None = None, width: int = EXPERT_WIDTH
+) -> int:
     """Parameters of the MMoE of this config (experts, gates with biases, towers, heads)."""
-    E, H, K, T = NUM_EXPERTS, EXPERT_WIDTH, TOWER_WIDTH, num_tasks
+    E, H, K, T = NUM_EXPERTS, width, TOWER_WIDTH, num_tasks
     G = T if num_gates is None else num_gates
     experts = E * (input_dim * H + H)
     gates = G * (input_dim * E + E)
@@ -40,17 +43,21 @@ def mmoe_param_count(input_dim: int, num_tasks: int = 2, num_gates: int | None =
     return experts + gates + towers
 
 
-def shared_bottom_width(input_dim: int, num_tasks: int = 2) -> int:
+def shared_bottom_width(input_dim: int, num_tasks: int = 2, width: int = EXPERT_WIDTH) -> int:
     """Width W of the Shared-Bottom layer whose parameter count is closest to MMoE's:
     (d·W + W) + T·(W·K + K + K + 1) = MMoE's."""
     K, T = TOWER_WIDTH, num_tasks
     per_unit = input_dim + 1 + T * K
     fixed = T * (K + K + 1)
-    return max(1, round((mmoe_param_count(input_dim, T) - fixed) / per_unit))
+    return max(1, round((mmoe_param_count(input_dim, T, width=width) - fixed) / per_unit))
 
 
 def get_config(arg=None):
-    args = common.parse_arg(arg, runlocal=False, seed=0, model="mmoe", corr=0.5, binary=False)
+    args = common.parse_arg(
+        arg, runlocal=False, seed=0, model="mmoe", corr=0.5, binary=False, width=EXPERT_WIDTH
+    )
+    if args.width < 1:
+        raise ValueError(f"configs/relatedness.py: width={args.width} must be >= 1")
     if args.model not in MODELS:
         raise ValueError(f"configs/relatedness.py: model={args.model!r} is not one of {MODELS}")
     c = common.get_base_config(f"seed={args.seed}", model=args.model)
@@ -78,14 +85,14 @@ def get_config(arg=None):
     c.model.update(
         embed_dim=1,  # no categorical fields: no tables are built
         num_experts=NUM_EXPERTS,
-        expert_hidden=(EXPERT_WIDTH,),
+        expert_hidden=(args.width,),
         gate_hidden=(),
         tower_hidden=(TOWER_WIDTH,),
         expert_activation="relu",
         tower_activation="relu",
     )
     if args.model == "shared_bottom":
-        c.model.expert_hidden = (shared_bottom_width(d),)
+        c.model.expert_hidden = (shared_bottom_width(d, width=args.width),)
     if args.model in ("cgc", "ple"):
         c.model.num_specific_experts = 2
         c.model.num_shared_experts = 4

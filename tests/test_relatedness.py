@@ -78,12 +78,13 @@ def test_bad_settings_name_the_key(key, value):
         RelatednessConfig(**{key: value})
 
 
-def test_shared_bottom_matches_mmoe_parameter_count():
+@pytest.mark.parametrize("width", [16, 4])
+def test_shared_bottom_matches_mmoe_parameter_count(width):
     """The paper sizes Shared-Bottom to MMoE's parameter count; check on the built models."""
     schema = relatedness.schema(RelatednessConfig())
 
     def count(model):
-        cfg = rel_config.get_config(f"model={model}")
+        cfg = rel_config.get_config(f"model={model},width={width}")
         _, params, _ = init_model(schema, cfg.model, 0)
         return sum(x.size for x in jax.tree.leaves(params))
 
