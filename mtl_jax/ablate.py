@@ -399,10 +399,12 @@ def _markdown(header, rows) -> list[str]:
     ]
 
 
-def write_tables(root: str, header, rows, command: str, flags=None, pivots=()) -> None:
-    """``results.csv`` (the long table) and ``results.md`` (the command, the long table, the
+def write_tables(
+    root: str, header, rows, command: str, flags=None, pivots=(), name: str = "results"
+) -> None:
+    """``<name>.csv`` (the long table) and ``<name>.md`` (the command, the long table, the
     flagged runs with their reasons, and any pivot tables)."""
-    with open(os.path.join(root, "results.csv"), "w", newline="") as f:
+    with open(os.path.join(root, f"{name}.csv"), "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
     lines = [
         f"Command: `{command}`",
@@ -422,7 +424,7 @@ def write_tables(root: str, header, rows, command: str, flags=None, pivots=()) -
         lines += [f"- `{n}` seed {s}: {'; '.join(r)}" for n, s, r in flagged]
     for title, (p_header, p_rows) in pivots:
         lines += ["", title, "", *_markdown(p_header, p_rows)]
-    with open(os.path.join(root, "results.md"), "w") as f:
+    with open(os.path.join(root, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
@@ -529,6 +531,12 @@ def main(argv=None):
         action="store_true",
         help="also plot the validation learning curves of every variant to <workdir>/curves.png",
     )
+    ap.add_argument(
+        "--name",
+        default="results",
+        help="file name of the tables (<name>.md, <name>.csv): a second view of finished runs, "
+        "e.g. --baseline omoe --name results_vs_omoe, keeps the first",
+    )
     cli.add_traceback_flag(ap)
     args = ap.parse_args(argv)
     configs = parse_configs(args.configs)
@@ -586,9 +594,10 @@ def main(argv=None):
             pivots.append((title, pivot(results, layout, args.baseline, t, kind, flags)))
     # A rerun that trained nothing (e.g. the notebook pointed at a finished ablation) keeps the
     # tables and the command that made them.
-    if ran or not os.path.exists(os.path.join(args.workdir, "results.md")):
+    table_md = os.path.join(args.workdir, f"{args.name}.md")
+    if ran or not os.path.exists(table_md):
         command = "python -m mtl_jax.ablate " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_tables(args.workdir, header, rows, command, flags, pivots)
+        write_tables(args.workdir, header, rows, command, flags, pivots, args.name)
     if args.curves:
         plot_curves(
             args.workdir,
@@ -599,9 +608,14 @@ def main(argv=None):
             task_types,
             os.path.join(args.workdir, "curves.png"),
         )
-    print(open(os.path.join(args.workdir, "results.md")).read())
+    print(open(table_md).read())
     return header, rows
 
 
+def _command(argv=None) -> int:
+    main(argv)  # returns the table for callers; the command's status is 0
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(cli.run(_command))

@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from mtl_jax import ablate
+from mtl_jax import ablate, cli
 
 #: component → (its "off" setting, its "on" setting)
 COMPONENTS = {
@@ -142,4 +142,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -318,3 +318,20 @@ def test_the_runner_compares_a_sweep_with_the_baseline_at_the_same_value(tmp_pat
     by = {r[0]: dict(zip(header, r)) for r in rows}
     assert by["mmoe[correlation=1.0]"]["y1 MSE vs base"] == "baseline"
     assert by["ple[correlation=1.0]"]["y1 MSE vs base"] == "+0.00%"
+
+
+def test_the_command_exits_0_and_a_second_view_keeps_the_first(tmp_path):
+    """``python -m mtl_jax.ablate`` returns status 0 (main returns the table for callers), and
+    ``--name`` writes another view of finished runs beside results.md."""
+    from mtl_jax import cli
+
+    runs = {n: {s: {"click/auc": 0.7 + 0.01 * s, "order/auc": 0.8} for s in range(2)}
+            for n in ("mmoe", "omoe")}  # fmt: skip
+    _fake_runs(tmp_path, runs)
+    argv = ["--configs", "mmoe,omoe", "--seeds", "2", "--workdir", str(tmp_path)]
+    argv += ["--configs-dir", os.path.join(ROOT, "configs")]
+    assert cli.run(ablate._command, argv) == 0
+    first = open(tmp_path / "results.md").read()
+    assert cli.run(ablate._command, [*argv, "--baseline", "omoe", "--name", "vs_omoe"]) == 0
+    assert open(tmp_path / "results.md").read() == first
+    assert "| omoe | 2 | 0 |" in open(tmp_path / "vs_omoe.md").read()
