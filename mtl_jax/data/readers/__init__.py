@@ -43,8 +43,9 @@ Common ``config.data`` keys (defaults in brackets): ``min_count`` [1] — ids wi
 occurrences become 0 (vocabularies are built from the training split only; ids unseen in training
 are 0 too; both are counted per split and field); ``val_split`` ["random"] or "user" — the
 validation split taken from the training file keeps each user's rows together; ``val_fraction``
-[0.1]; ``seed`` [0] — seeds every split; ``skip_bad`` [False]; ``dense_scaling`` ["minmax",
-``preprocessing.DEFAULT_DENSE_SCALING``] — ``minmax``, ``standard`` or ``none`` for the readers
+[0.1]; ``seed`` [0] — seeds every split; ``skip_bad`` [False]; ``dense_scaling`` ["standard",
+``preprocessing.DEFAULT_DENSE_SCALING``, chosen by measurement: see that module's docstring] —
+``standard``, ``minmax`` or ``none`` for the readers
 that scale (census, csv; the others' dense columns were scaled by their publishers and are used as
 given); ``extra_columns`` [()] — ``prepared`` only: stored columns beyond the batch keys to load
 (e.g. ``("sample_id", "bag_210_ids")``).
