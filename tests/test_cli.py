@@ -148,7 +148,7 @@ def test_train_cli_bad_override_and_config_argument():
     )
     assert line.startswith("error: --config.model.foo: unknown config key config.model.foo")
     line = _one_error_line(_run(*base, "--config", "configs/mmoe.py:runlocl"))
-    assert "config argument 'runlocl' is not one of ['runlocal', 'seed']" in line
+    assert "config argument 'runlocl' is not one of ['paper', 'runlocal', 'seed']" in line
     line = _one_error_line(_run(*base, "--config", "configs/nope.py"))
     assert "cannot load the config file" in line and "configs/nope.py" in line
     line = _one_error_line(_run(*base, "--config", "configs/mmoe.py", "--config.num_steps=x"))

@@ -113,6 +113,8 @@ def test_summary_puts_each_component_off_and_on_against_mmoe(tmp_path):
     todo = report.settings()
     assert todo["none"][0] == "mmoe" and "sequence_mmoe" in todo["none"]
     assert todo["sources"] == ["mmoe", "multisource"] and "multisource" not in todo["none"]
+    assert "sequence_mmoe" in todo["headroom"]
+    assert report.settings(headroom_components=False)["headroom"] == ["mmoe"]
     # fake runs: sequence_mmoe ties MMoE on the default data and wins by 0.01 on every seed with
     # the sequence phenomenon on
     for setting, gain in (("none", 0.0), ("sequence", 0.01)):

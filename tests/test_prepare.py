@@ -401,7 +401,8 @@ def test_batches_equal_the_pre_arrow_prepare(tmp_path):
 @pytest.mark.slow
 def test_source_field_and_training_on_it(raw_dir, tmp_path):
     """--source-field 301: each position value is a source (vocabulary order), stored in the
-    ``source`` column and counted in the metadata; MMoE trains on the shards."""
+    ``source`` column and counted in the metadata; the paper's combined model (multi-source
+    loss with the adversarial term) trains on the shards: ``configs/aliccp.py:model=paper_full``."""
     raw, _ = raw_dir
     out = tmp_path / "src"
     meta = _prepare(raw, out, source_field="301")
@@ -422,7 +423,7 @@ def test_source_field_and_training_on_it(raw_dir, tmp_path):
     from configs import aliccp
     from mtl_jax import loop
 
-    c = aliccp.get_config("model=mmoe,runlocal")
+    c = aliccp.get_config("model=paper_full,runlocal")
     c.data.path = str(out)
     c.update(num_steps=3, batch_size=64, eval_batch_size=256, log_every_steps=3,
              eval_every_steps=100, checkpoint_every_steps=100)  # fmt: skip
