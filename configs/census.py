@@ -57,6 +57,7 @@ def get_config(arg=None):
             val_split="random",
             val_fraction=0.1,
             skip_bad=False,
+            dense_scaling="standard",  # the readers' default, measured: bench/dense_scaling.py
         )
     )
     # keras-mmoe's census setting, scaled to 29 embedded fields: 8 small experts, small towers.
