@@ -6,6 +6,7 @@ compiled apart from the in-process step, so the fusion may differ; on CPU they a
 """
 
 import functools
+import importlib
 import json
 import os
 import subprocess
@@ -29,8 +30,10 @@ from mtl_jax.state import abstract_model
 ATOL = 1e-6
 
 
-def tiny(model, **overrides):
-    c = runlocal(model, num_steps=10, **overrides)
+def tiny(model):
+    """``configs/<model>.py:runlocal``, 10 steps on 2,000 rows."""
+    c = importlib.import_module(f"configs.{model}").get_config("runlocal")
+    c.num_steps = 10
     c.data.synthetic.update(num_train=2000, num_val=512, num_test=512)
     return c
 
