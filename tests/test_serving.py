@@ -130,6 +130,19 @@ def test_restore_run_serves_evaluate_and_names_bad_input(root, tmp_path):
         predict.main(["--workdir", workdir, "--out", str(tmp_path / "preds.txt")])
     with pytest.raises(ValueError, match="--data-path: .* has no preprocessing.json"):
         predict.main(["--workdir", workdir, "--data-path", "x.csv", "--out", "p.csv"])
+    # Another config's data of the same schema is scored; one of another schema is refused.
+    out = str(tmp_path / "val.csv")
+    args = ["--workdir", workdir, "--split", "val", "--out", out, "--data-config"]
+    assert predict.main([*args, os.path.join(ROOT, "configs/mmoe.py:runlocal")]) == 0
+    assert pacsv.read_csv(out).num_rows == 4000
+    with pytest.raises(ValueError, match="schema or vocabularies differ from the run's"):
+        predict.main([*args, os.path.join(ROOT, "configs/relatedness.py:runlocal")])
+
+
+def test_serving_needs_no_model_code():
+    code = "import sys, mtl_jax.serving; print(any('mtl_jax.models' in m for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def _write_csv(path, rng, n, *, labels=True, items=20):
