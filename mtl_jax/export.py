@@ -10,6 +10,12 @@ rows from that directory alone; the directory layout is in :mod:`mtl_jax.serving
 The parameters are arguments of the artifact, not constants inside it: the StableHLO stays small
 whatever the embedding tables weigh, and the tables can be replaced without exporting again.
 The function is the same ``steps.eval_step`` that training evaluates with (gates left out).
+
+``--onnx`` (needs the ``onnx`` extra: ``pip install -e ".[onnx]"``, jax2onnx and onnxruntime)
+also writes ``model.onnx`` through ``jax2onnx`` (parameters as initializers, batch dimension
+``B``) and checks it with onnxruntime against the StableHLO artifact on random rows of the
+schema; the largest difference goes into ``signature.json``. A conversion that fails says why
+(jax2onnx names the primitive it has no rule for) and leaves the StableHLO artifact as it is.
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ import jax
 import numpy as np
 
 from mtl_jax import serving, steps
+from mtl_jax.cli import UserError
 from mtl_jax.data.schema import Schema
 
 OUTPUTS = ("probs", "score", "cvr")
+ONNX_FILE = "model.onnx"
+ONNX_TOLERANCE = 1e-5  # float32 kernels of another runtime; the four families agree within 1e-7
 
 
 def input_specs(schema: Schema, batch) -> dict[str, jax.ShapeDtypeStruct]:
@@ -60,7 +69,65 @@ def serving_function(run):
     return f, [np.asarray(jax.device_get(x)) for x in leaves]
 
 
-def export_run(run, directory: str, platforms=("cpu", "cuda", "tpu")) -> dict:
+def sample_inputs(schema: Schema, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random valid model inputs: ids within each field's vocabulary, standard normal dense."""
+    rng = np.random.default_rng(seed)
+    out = {
+        "cat": np.stack(
+            [rng.integers(0, f.vocab_size, rows) for f in schema.categorical], axis=1
+        ).astype(np.int32),
+        "dense": rng.standard_normal((rows, schema.num_dense)).astype(np.float32),
+        "source": rng.integers(0, schema.num_sources, rows).astype(np.int32),
+    }
+    if schema.sequence is not None:
+        seq, shape = schema.sequence, (rows, schema.sequence.max_len)
+        out["seq_item"] = rng.integers(0, schema.tables()[seq.table], shape).astype(np.int32)
+        out["seq_days"] = (rng.random(shape) * 30).astype(np.float32)
+        out["seq_loc"] = rng.integers(0, seq.num_locations, shape).astype(np.int32)
+    return out
+
+
+def export_onnx(run, directory: str, exported) -> dict:
+    """Writes ``model.onnx`` and checks it against ``exported``; returns what the signature
+    records (``max_abs_diff`` on 512 random rows), or ``{"error": why}`` when it does not
+    convert."""
+    try:
+        import jax2onnx
+        import onnxruntime
+    except ImportError as e:
+        raise UserError(f"--onnx needs the onnx extra (pip install -e '.[onnx]'): {e}") from e
+    f, leaves = serving_function(run)
+    (b,) = jax.export.symbolic_shape("B")
+    specs = input_specs(run.schema, b)
+    names = list(specs)
+    outputs = [k for k in OUTPUTS if k in jax.tree.unflatten(exported.out_tree, exported.out_avals)]
+    constants = [jax.numpy.asarray(x) for x in leaves]
+
+    def positional(*inputs):
+        out = f(constants, dict(zip(names, inputs)))
+        return tuple(out[k] for k in outputs)
+
+    try:
+        model = jax2onnx.to_onnx(
+            positional, list(specs.values()), input_names=names, output_names=outputs
+        )
+    except Exception as e:  # a jax2onnx limitation, not ours: keep the StableHLO artifact
+        return {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:500]}"}
+    path = os.path.join(directory, ONNX_FILE)
+    with open(path, "wb") as fh:
+        fh.write(model.SerializeToString())
+    batch = sample_inputs(run.schema, 512)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = dict(zip(outputs, session.run(outputs, batch)))
+    want = exported.call([jax.numpy.asarray(x) for x in leaves], batch)
+    diff = max(float(np.abs(np.asarray(want[k]) - got[k]).max()) for k in outputs)
+    if not diff <= ONNX_TOLERANCE:
+        os.remove(path)
+        return {"error": f"onnxruntime differs from the StableHLO artifact by {diff:g}"}
+    return {"file": ONNX_FILE, "opset": int(model.opset_import[0].version), "max_abs_diff": diff}
+
+
+def export_run(run, directory: str, platforms=("cpu", "cuda", "tpu"), onnx: bool = False) -> dict:
     """Writes ``run`` as an export directory; returns the signature."""
     f, leaves = serving_function(run)
     (b,) = jax.export.symbolic_shape("b")
@@ -94,6 +161,11 @@ def export_run(run, directory: str, platforms=("cpu", "cuda", "tpu")) -> dict:
         "jax_version": jax.__version__,
         "num_params": int(sum(x.size for x in leaves)),
     }
+    onnx_path = os.path.join(directory, ONNX_FILE)
+    if os.path.exists(onnx_path):  # from an earlier export
+        os.remove(onnx_path)
+    if onnx:
+        signature["onnx"] = export_onnx(run, directory, exported)
     with open(os.path.join(directory, serving.SIGNATURE_FILE), "w") as fh:
         json.dump(signature, fh, indent=2)
     with open(os.path.join(directory, serving.SCHEMA_FILE), "w") as fh:
@@ -118,18 +190,24 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--platforms", default="cpu,cuda,tpu", help="comma-separated: cpu, cuda, rocm, tpu"
     )
+    ap.add_argument("--onnx", action="store_true", help="also model.onnx (the onnx extra)")
     cli.add_traceback_flag(ap)
     args = ap.parse_args(argv)
     platforms = [p for p in args.platforms.split(",") if p]
     bad = sorted(set(platforms) - {"cpu", "cuda", "rocm", "tpu"})
     if bad or not platforms:
         raise ValueError(f"--platforms {args.platforms}: expected some of cpu, cuda, rocm, tpu")
-    signature = export_run(restore_run(args.workdir, args.step), args.out, platforms)
+    signature = export_run(restore_run(args.workdir, args.step), args.out, platforms, args.onnx)
     print(
         f"exported {signature['model']} step {signature['step']} "
         f"({signature['num_params']:,} parameters) for {','.join(signature['platforms'])} "
         f"to {args.out}"
     )
+    onnx = signature.get("onnx", {})
+    if "error" in onnx:
+        print(f"ONNX not written ({onnx['error']}); the StableHLO artifact serves")
+    elif onnx:
+        print(f"ONNX: {onnx['file']}, onnxruntime within {onnx['max_abs_diff']:.1e} of StableHLO")
     return 0
 
 
