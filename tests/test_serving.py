@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from test_cli import _one_error_line, _run
 from test_train import ROOT, restore_state, runlocal
 
 from mtl_jax import evaluation, export, loop, predict, serving, sharding, steps
@@ -154,6 +155,16 @@ def test_restore_run_serves_evaluate_and_names_bad_input(root, tmp_path):
         predict.main([*args, os.path.join(ROOT, "configs/relatedness.py:runlocal")])
 
 
+def test_predict_and_export_clis_say_what_is_wrong_in_one_line(tmp_path):
+    none = str(tmp_path / "none")
+    for module in ("mtl_jax.predict", "mtl_jax.export"):
+        line = _one_error_line(_run("-m", module, "--workdir", none, "--out", none + ".csv"))
+        assert line == f"error: {none}/checkpoints: no checkpoints; train first with mtl_jax.train"
+    args = ("--workdir", none, "--out", none, "--platforms", "gpu")
+    line = _one_error_line(_run("-m", "mtl_jax.export", *args))
+    assert line == "error: --platforms gpu: expected some of cpu, cuda, rocm, tpu"
+
+
 def test_serving_needs_no_model_code():
     code = "import sys, mtl_jax.serving; print(any('mtl_jax.models' in m for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -207,7 +218,12 @@ def test_predict_maps_raw_csv_rows_with_the_runs_vocabularies(tmp_path):
     assert got.num_rows == 300
     assert got.column("item").to_pylist() == new.column("item").to_pylist()
 
-    export.main(["--workdir", workdir, "--out", str(tmp_path / "export"), "--platforms", "cpu"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtl_jax.export", "--workdir", workdir, "--out",
+         str(tmp_path / "export"), "--platforms", "cpu"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "for cpu to" in proc.stdout, proc.stderr
     served = serving.load(str(tmp_path / "export"))
     scored = served.score(new)
     assert served.last_id_counts["item"]["unseen"] == unseen
