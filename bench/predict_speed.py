@@ -10,7 +10,9 @@ repeated) with the two paths, after one untimed pass that compiles:
 
 * predict: ``mtl_jax.predict.score``, the jitted eval step over the run's mesh (every device of
   this machine), host batches made global arrays, predictions gathered in row order;
-* artifact: ``mtl_jax.serving.load(DIR).predict``, the deserialized StableHLO on one device.
+* artifact: ``mtl_jax.serving.load(DIR).predict``, the deserialized StableHLO on one device;
+* onnx (where jax2onnx and onnxruntime are installed, the ``onnx`` extra): ``model.onnx`` in an
+  onnxruntime CPU session, batch by batch.
 
 Both exclude reading and writing files and mapping raw rows (``Preprocessing.apply``). The best of
 ``--repeats`` passes is reported.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -79,8 +82,10 @@ def measure(args, tmp: str) -> None:
     def via_predict():
         predict.score(run, columns, batch_size=args.batch_size, progress=False)
 
-    export.export_run(run, os.path.join(tmp, "export"), platforms=(jax.default_backend(),))
-    served = serving.load(os.path.join(tmp, "export"))
+    onnx = importlib.util.find_spec("jax2onnx") is not None
+    directory = os.path.join(tmp, "export")
+    export.export_run(run, directory, platforms=(jax.default_backend(),), onnx=onnx)
+    served = serving.load(directory)
 
     def via_artifact():
         served.predict(columns, batch_size=args.batch_size)
@@ -91,6 +96,17 @@ def measure(args, tmp: str) -> None:
     )
     print(f"predict  {best_rate(via_predict, args.rows, args.repeats):>12,.0f} rows/s")
     print(f"artifact {best_rate(via_artifact, args.rows, args.repeats):>12,.0f} rows/s")
+    if onnx:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(os.path.join(directory, export.ONNX_FILE))
+        names = [i["name"] for i in served.signature["inputs"]]
+
+        def via_onnx():
+            for start in range(0, args.rows, args.batch_size):
+                session.run(None, {k: columns[k][start : start + args.batch_size] for k in names})
+
+        print(f"onnx     {best_rate(via_onnx, args.rows, args.repeats):>12,.0f} rows/s")
 
 
 if __name__ == "__main__":
