@@ -128,8 +128,9 @@ def load_rows(run, *, data_config=None, data_path=None, split="test", id_columns
         run.preprocessing is not None and prep.to_json() == run.preprocessing.to_json()
     )
     if schema.to_json() != run.schema.to_json() or not same_prep:
+        what = f"--data-config {data_config}" if data_config else "the run's config.data"
         raise ValueError(
-            f"--data-config {data_config}: its schema or vocabularies differ from the run's "
+            f"{what}: its schema or vocabularies differ from the run's "
             f"({run.workdir}/schema.json); score raw files with --data-path instead"
         )
     columns = splits[split]
@@ -164,15 +165,11 @@ def score(run, columns: dict, *, batch_size: int | None = None, progress: bool =
 
 def output_table(run, pred: dict, ids: dict) -> pa.Table:
     """The output columns (module docstring) as an Arrow table."""
-    n = len(pred["score"])
-    out = {"row": np.arange(n, dtype=np.int64)}
+    from mtl_jax.serving import prediction_columns
+
+    out = {"row": np.arange(len(pred["score"]), dtype=np.int64)}
     out.update({k: np.asarray(v) for k, v in ids.items()})
-    for k, task in enumerate(run.schema.tasks):
-        prefix = "value" if run.schema.is_regression(k) else "p"
-        out[f"{prefix}_{task}"] = pred["probs"][:, k]
-    if "cvr" in pred:
-        out["p_cvr"] = pred["cvr"]
-    out["score"] = pred["score"]
+    out.update(prediction_columns(run.schema.tasks, run.schema.task_types, pred))
     return pa.table(out)
 
 
