@@ -230,3 +230,25 @@ def test_predict_maps_raw_csv_rows_with_the_runs_vocabularies(tmp_path):
     for c in ("p_click", "p_order", "p_cvr", "score"):
         want = got.column(c).to_numpy()
         np.testing.assert_allclose(scored.column(c).to_numpy(), want, rtol=0, atol=ATOL)
+
+
+def test_regression_run_is_evaluated_and_predicted_as_values(tmp_path):
+    from mtl_jax.evaluate import evaluate_checkpoint
+
+    config = importlib.import_module("configs.relatedness").get_config("runlocal")
+    config.num_steps = 10
+    config.data.relatedness.update(num_train=2000, num_val=512, num_test=512)
+    workdir = str(tmp_path / "run")
+    loop.train_and_evaluate(config, workdir)
+    metrics = evaluate_checkpoint(workdir, ("test",))["test"]
+    out = str(tmp_path / "preds.parquet")
+    assert predict.main(["--workdir", workdir, "--out", out]) == 0
+    got = pq.read_table(out)
+    _, splits = datasets.load(config.data)
+    labels = splits["test"]["labels"]
+    for k, task in enumerate(json.load(open(os.path.join(workdir, "schema.json")))["tasks"]):
+        assert f"{task}/auc" not in metrics
+        value = got.column(f"value_{task}").to_numpy()
+        assert metrics[f"{task}/mse"] == pytest.approx(
+            np.mean((value - labels[:, k]) ** 2), rel=1e-5
+        )
