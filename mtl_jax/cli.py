@@ -1,8 +1,9 @@
 """How the command-line tools report errors: one line for a problem the user can fix, a
 traceback for a bug.
 
-``python -m mtl_jax.train``, ``mtl_jax.evaluate``, ``mtl_jax.ablate`` and ``mtl_jax.data.prepare``
-run their ``main`` through :func:`run_absl` or :func:`run`. A *user error* is printed as one line,
+``python -m mtl_jax.train``, ``mtl_jax.evaluate``, ``mtl_jax.predict``, ``mtl_jax.export``,
+``mtl_jax.ablate`` and ``mtl_jax.data.prepare`` run their ``main`` through :func:`run_absl` or
+:func:`run`. A *user error* is printed as one line,
 ``error: <message>``, on stderr and the command exits with status 2. User errors are:
 
 * :class:`UserError` and its subclasses (a refused resume, no restorable checkpoint, a non-finite

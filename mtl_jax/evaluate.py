@@ -25,68 +25,32 @@ flags.mark_flags_as_required(["workdir"])
 
 def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None = None) -> dict:
     """Restores ``workdir``'s checkpoint (latest or ``step``) and returns metrics per split."""
-    import ml_collections
+    from mtl_jax import evaluation
+    from mtl_jax.data import datasets
+    from mtl_jax.loop import jsonable
+    from mtl_jax.restore import restore_run
 
-    from mtl_jax import evaluation, optim, sharding, steps
-    from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding, failure_reason
-    from mtl_jax.cli import UserError
-    from mtl_jax.data import datasets, pipeline
-    from mtl_jax.loop import jsonable, total_steps
-    from mtl_jax.state import abstract_model, abstract_train_state
-
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"{ckpt_dir}: no checkpoints; train first with mtl_jax.train")
     bad = sorted(set(splits) - set(datasets.SPLITS))
     if bad:
         raise ValueError(f"--splits: unknown {bad}; valid splits are {list(datasets.SPLITS)}")
-    ckpt = Checkpointer(ckpt_dir)
-    steps_there = ckpt.all_steps()
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{ckpt_dir}: no checkpoint found")
-    if step not in steps_there:
-        raise ValueError(f"--step {step}: no such checkpoint in {ckpt_dir}; steps: {steps_there}")
-
-    def unusable(e: Exception) -> UserError:
-        return UserError(
-            f"{ckpt_dir}/{step} does not restore ({failure_reason(e)}); rerun mtl_jax.train on "
-            f"this workdir to fall back to an older checkpoint and retrain from it, or pass --step "
-            f"with another of {steps_there}"
-        )
-
-    try:
-        config = ml_collections.ConfigDict(ckpt.restore_config(step))
-    except Exception as e:
-        raise unusable(e) from e
-    schema, data = datasets.load(config.data)
-    mesh = sharding.make_mesh(config.mesh)
-    graphdef, _, _ = abstract_model(schema, config.model, config.seed)
-    # The optimizer state's structure is part of the checkpoint, so restore the whole state.
-    opt = optim.make_optimizer(config.optim, total_steps(config, pipeline.num_rows(data["train"])))
-    abstract = abstract_train_state(schema, config.model, opt, config.seed)
-    state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
-    try:
-        state = ckpt.restore(step, abstract_with_sharding(abstract, state_sh))
-    except Exception as e:
-        raise unusable(e) from e
-    ckpt.close()
-    eval_step = steps.jit_eval_step(
-        graphdef, config, state_sh.params, state_sh.model_state, sharding.batch_sharding(mesh)
-    )
-    out = {"step": int(step)}
+    run = restore_run(workdir, step)
+    _, data = datasets.load(run.config.data)
+    eval_step = run.eval_step()
+    config, schema = run.config, run.schema
+    out = {"step": run.step}
     for split in splits:
         pred = evaluation.predict_split(
             eval_step,
-            state.params,
-            state.model_state,
+            run.params,
+            run.model_state,
             data[split],
             batch_size=config.eval_batch_size,
-            mesh=mesh,
+            mesh=run.mesh,
         )
         out[split] = evaluation.report(
             pred,
             tasks=schema.tasks,
+            task_types=schema.task_types,
             cascade=config.loss.cascade,
             loss_weights=list(config.loss.loss_weights),
             top_n=config.metrics.top_n,

@@ -35,10 +35,13 @@ from mtl_jax.data import datasets, pipeline
 from mtl_jax.sharding import to_global
 
 
-def predict_split(eval_fn, params, model_state, columns, *, batch_size: int, mesh) -> dict:
+def predict_split(
+    eval_fn, params, model_state, columns, *, batch_size: int, mesh, bar=None
+) -> dict:
     """Runs ``eval_fn`` over every row of ``columns``; returns host arrays for all rows, in order.
 
-    Host-side keys (labels, user, p_true) never travel to the device.
+    Host-side keys (labels, user, p_true) never travel to the device. ``bar`` (a progress bar)
+    advances by one per batch.
     """
     pi, pc = jax.process_index(), jax.process_count()
     parts: dict[str, list] = {}
@@ -53,6 +56,8 @@ def predict_split(eval_fn, params, model_state, columns, *, batch_size: int, mes
                 local[k] = batch[k]
         for k, v in local.items():
             parts.setdefault(k, []).append(v)
+        if bar is not None:
+            bar.update(1)
     host = {k: np.concatenate(v) for k, v in parts.items()}
     if pc > 1:
         host = {
