@@ -53,13 +53,14 @@ the repo, with no index:
 
     pip install --no-index --find-links wheels/ <each missing requirement>
 
-Download those wheels on a machine with network access (for Python 3.11 on x86-64 Linux; add
-``--platform manylinux_2_28_x86_64`` where a package ships only newer manylinux wheels):
+Download those wheels here, on a machine with network access, for Python 3.11 on x86-64 Linux
+(pip does not widen an explicit ``--platform`` to older manylinux tags, and grain and pyarrow
+ship manylinux_2_28 wheels while array-record ships manylinux2014 ones, so both are named):
 
     pip download --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \\
-        -d wheels/ -r bench/accelerator_requirements.txt
+        --platform manylinux_2_28_x86_64 -d wheels/ -r bench/accelerator_requirements.txt
 
-``--no-install`` only reports what is missing.
+and carry ``wheels/`` (about 75 MB; git ignores it) beside the repo. ``--no-install`` only reports what is missing.
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ def ensure_packages(wheels_dir: str, install: bool = True) -> list[str]:
         why = "--no-install" if not install else f"no wheel directory {wheels_dir}"
         sys.exit(
             f"missing {todo} ({why}); download them with: pip download --only-binary=:all: "
-            f"--python-version 3.11 --platform manylinux2014_x86_64 -d wheels/ "
-            f"-r bench/accelerator_requirements.txt"
+            "--python-version 3.11 --platform manylinux2014_x86_64 --platform "
+            "manylinux_2_28_x86_64 -d wheels/ -r bench/accelerator_requirements.txt"
         )
     cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", wheels_dir]
     print("installing:", " ".join(cmd + todo), flush=True)
