@@ -60,7 +60,8 @@ ship manylinux_2_28 wheels while array-record ships manylinux2014 ones, so both 
     pip download --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \\
         --platform manylinux_2_28_x86_64 -d wheels/ -r bench/accelerator_requirements.txt
 
-and carry ``wheels/`` (about 75 MB; git ignores it) beside the repo. ``--no-install`` only reports what is missing.
+and carry ``wheels/`` (about 75 MB; git ignores it) beside the repo.
+``--no-install`` only reports what is missing.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ REQUIREMENTS = os.path.join(ROOT, "bench", "accelerator_requirements.txt")
 
 #: Modules the target machine must already have (jax with the accelerator's plugin among them).
 PREINSTALLED = ("jax", "flax", "optax", "orbax.checkpoint", "chex")
+
+#: --platform → JAX_PLATFORMS (the GPU this benchmark is for is an NVIDIA one).
+JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda", "tpu": "tpu"}
 
 MODELS = ("mmoe", "ple", "paper_full")
 DTYPES = ("float32", "bfloat16")
@@ -213,7 +217,8 @@ class Budget:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.platform:
-        os.environ["JAX_PLATFORMS"] = args.platform
+        # Not "gpu": jax expands that alias to cuda, rocm and oneapi and fails on the absent ones.
+        os.environ["JAX_PLATFORMS"] = JAX_PLATFORMS[args.platform]
     ensure_packages(args.wheels, install=not args.no_install)
     sys.path.insert(0, ROOT)
     sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -228,6 +233,9 @@ class _Bench:
 
         self.jax, self.throughput = jax, throughput
         self.args = args
+        found = jax.devices()[0].platform
+        if args.platform and found != args.platform:
+            sys.exit(f"--platform {args.platform}: jax found {found} devices")
         self.size = dict(SIZES[args.sizes])
         if args.batches:
             self.size["batches"] = tuple(int(b) for b in args.batches.split(","))
