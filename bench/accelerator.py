@@ -4,7 +4,8 @@ and the AUC of bf16 against fp32 training.
 
     python bench/accelerator.py [--platform cpu|gpu|tpu] [--sizes full|tiny] [--budget-s 480]
                                 [--out runs/accelerator.json] [--models mmoe,ple,paper_full]
-                                [--batches 1000,8192,65536] [--wheels wheels/] [--no-install]
+                                [--batches 1000,8192,65536] [--auc-steps N] [--wheels wheels/]
+                                [--no-install]
 
 What it runs, in this order, each part only while the time budget (``--budget-s``, default 8
 minutes) lasts; a part that would start after it is skipped with the reason printed and recorded:
@@ -21,20 +22,19 @@ minutes) lasts; a part that would start after it is skipped with the reason prin
    pipeline's (``bench/throughput.py`` times the whole path). ``% bf16 peak`` is the step's FLOPs
    (XLA cost analysis) per second over the GEMM peak of step 1.
 3. dtype AUC check: paper MMoE trained a fixed number of steps (full: 120 steps at batch 8,192;
-   tiny: 60 at 64)
-   through the real input pipeline, once in fp32 and once in bf16, from the same initial params
-   on the same batches, then click and order AUC on the same test rows; the target is
-   |AUC(bf16) − AUC(fp32)| ≤ 0.002.
-4. Step-time breakdown of the first model at the largest batch in bf16, *measured*, not read
-   from a profiler trace: the train step split into three separately jitted pieces, timed one by
-   one on the same batch: the embedding gather (the
-   unique rows a batch touches and the block of them, ``steps._compact_tables``),
-   forward+backward (the loss and its gradient with respect to the dense params and that block)
-   and the optimizer update (Adam on the dense params, lazy Adam on the touched rows). jax 0.10's
-   ``jax.profiler.ProfileData`` reads a trace's events without extra packages, but they name
-   HLO ops and fusions, which the compiler has merged across these three parts; separately
-   jitted pieces give each part a time of its own. Their sum exceeds the full step by what the
-   compiler gains from fusing across them.
+   tiny: 60 at 64; ``--auc-steps``) through the real input pipeline, once in fp32 and once in
+   bf16, from the same initial params on the same batches, then click and order AUC on the same
+   test rows; the target is |AUC(bf16) − AUC(fp32)| ≤ 0.002.
+4. Step-time breakdown of the first model at the largest batch in bf16, two ways:
+   *profiler trace*: a few fused train steps under ``jax.profiler.trace``, the trace read with
+   ``jax.profiler.ProfileData`` (no extra packages), each op event attributed by its HLO
+   instruction's ``op_name`` metadata to the named scopes ``steps.train_step`` puts around the
+   embedding gather (the unique rows a batch touches and the block of them) and the optimizer
+   update (Adam on the dense params, lazy Adam on the touched rows); every other op of the step
+   is forward+backward (with the loss and metrics), ops without metadata are ``other``: op time
+   per step and device, which leaves out idle gaps and counts concurrent ops twice; and
+   *measured*: the same three parts as separately jitted pieces, timed one by one on the same
+   batch; their sum differs from the fused step, whose ops the compiler fuses across the parts.
 5. Eval rows/s: the jitted ``steps.eval_step`` (forward only, probabilities and ranking score) on
    device-resident batches of the largest batch size (tiny: 1,024), per model and dtype.
 
@@ -71,6 +71,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -101,6 +102,7 @@ SIZES = {
         auc_batch=8192,
         auc_steps=120,
         auc_test_rows=200_000,
+        trace_steps=5,
     ),
     "tiny": dict(
         config_arg="runlocal",
@@ -113,6 +115,7 @@ SIZES = {
         auc_batch=64,
         auc_steps=60,
         auc_test_rows=4000,
+        trace_steps=3,
     ),
 }
 
@@ -389,6 +392,63 @@ class _Bench:
         print(f"eval {model} {dtype} batch {batch}: {batch / sec:,.0f} rows/s", flush=True)
         return row
 
+    def _full_step_ms(self, model: str, batch: int, dtype: str) -> float | None:
+        """ms/step of the grid's cell of this model, batch and dtype with shard_embeddings off."""
+        key = (model, batch, dtype, False)
+        for r in self.result["train"]:
+            if (r["model"], r["batch"], r["dtype"], r["shard_embeddings"]) == key:
+                return r["ms_per_step"]
+        return None
+
+    def trace_breakdown(self, model: str, batch: int, dtype: str) -> dict | None:
+        """The fused train step's op time per step from a profiler trace, by the scope of each op
+        (see ``attribute_trace``); None when the trace has no op events to attribute."""
+        import glob
+        import shutil
+        import tempfile
+
+        from jax.profiler import ProfileData
+
+        from mtl_jax import steps
+
+        jax = self.jax
+        config = self.config(model)
+        config.batch_size = batch
+        config.compute_dtype = dtype
+        schema, splits = self.data(config.data)
+        mesh, opt, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
+        jitted = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
+        batches = self.device_batches(splits["train"], batch, self.size["cycle"], mesh)
+        compiled = jitted.lower(state, batches[0]).compile()
+        op_names = hlo_op_names(compiled.as_text())
+        state, m = compiled(state, batches[0])
+        jax.block_until_ready(m)
+        n = self.size["trace_steps"]
+        tmp = tempfile.mkdtemp(prefix="accelerator_trace_")
+        try:
+            t0 = time.perf_counter()
+            with jax.profiler.trace(tmp):
+                for i in range(n):
+                    state, m = compiled(state, batches[i % len(batches)])
+                jax.block_until_ready(m)
+            wall = time.perf_counter() - t0
+            files = sorted(glob.glob(os.path.join(tmp, "**", "*.xplane.pb"), recursive=True))
+            if not files:
+                return None
+            ns, devices = attribute_trace(ProfileData.from_file(files[-1]), op_names)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not ns:
+            return None
+        row = {"model": model, "batch": batch, "dtype": dtype, "method": "profiler trace"}
+        row.update({f"{k}_ms": ns.get(k, 0) / 1e6 / n / devices for k in SCOPES})
+        row["sum_ms"] = sum(row[f"{k}_ms"] for k in SCOPES)
+        row["traced_steps"], row["devices"] = n, devices
+        row["traced_wall_ms_per_step"] = 1000 * wall / n
+        row["full_step_ms"] = self._full_step_ms(model, batch, dtype)
+        print(_breakdown_line(row), flush=True)
+        return row
+
     def breakdown(self, model: str, batch: int, dtype: str) -> dict:
         """The train step as three separately jitted pieces (see the module docstring)."""
         import jax.numpy as jnp
@@ -469,13 +529,7 @@ class _Bench:
         row = {"model": model, "batch": batch, "dtype": dtype, "method": "measured"}
         row.update({f"{k}_ms": 1000 * v for k, v in pieces.items()})
         row["sum_ms"] = 1000 * sum(pieces.values())
-        full = [
-            r
-            for r in self.result["train"]
-            if (r["model"], r["batch"], r["dtype"], r["shard_embeddings"])
-            == (model, batch, dtype, False)
-        ]
-        row["full_step_ms"] = full[0]["ms_per_step"] if full else None
+        row["full_step_ms"] = self._full_step_ms(model, batch, dtype)
         print(_breakdown_line(row), flush=True)
         return row
 
@@ -560,7 +614,13 @@ class _Bench:
                 r["auc"] = self.dtype_auc()
         largest = max(self.size["batches"])
         first = "mmoe" if "mmoe" in models else models[0]
-        if not self.budget.over(f"breakdown {first} batch={largest} bfloat16"):
+        if not self.budget.over(f"trace breakdown {first} batch={largest} bfloat16"):
+            row = self.trace_breakdown(first, largest, "bfloat16")
+            if row is None:
+                print("the profiler trace had no op events to attribute", flush=True)
+            else:
+                r["breakdown"].append(row)
+        if not self.budget.over(f"measured breakdown {first} batch={largest} bfloat16"):
             r["breakdown"].append(self.breakdown(first, largest, "bfloat16"))
         for model in models:
             for dtype in DTYPES:
@@ -613,13 +673,70 @@ def _table_line(row: dict) -> str:
 
 def _breakdown_line(row: dict) -> str:
     full = row["full_step_ms"]
-    return (
-        f"breakdown {row['model']} batch {row['batch']:,} {row['dtype']} ({row['method']}: "
-        f"separately jitted pieces): embedding gather {row['embedding_gather_ms']:.2f} ms, "
-        f"forward+backward {row['forward_backward_ms']:.2f} ms, optimizer update "
-        f"{row['optimizer_update_ms']:.2f} ms; sum {row['sum_ms']:.2f} ms"
-        + ("" if full is None else f" vs the fused step {full:.2f} ms")
+    if row["method"] == "measured":
+        how = "measured: separately jitted pieces"
+    else:
+        how = (
+            f"profiler trace: op time per step and device over {row['traced_steps']} traced "
+            "steps of the fused step"
+        )
+    line = (
+        f"breakdown {row['model']} batch {row['batch']:,} {row['dtype']} ({how}): embedding "
+        f"gather {row['embedding_gather_ms']:.2f} ms, forward+backward "
+        f"{row['forward_backward_ms']:.2f} ms, optimizer update "
+        f"{row['optimizer_update_ms']:.2f} ms"
     )
+    if row["method"] != "measured":
+        line += f", other {row['other_ms']:.2f} ms"
+    line += f"; sum {row['sum_ms']:.2f} ms"
+    return line + ("" if full is None else f" vs the fused step {full:.2f} ms")
+
+
+#: Op categories of the trace breakdown: the first two are named scopes of ``steps.train_step``;
+#: every other op of the step with metadata is forward+backward (with the loss and metrics);
+#: ops without metadata are other.
+SCOPES = ("embedding_gather", "forward_backward", "optimizer_update", "other")
+
+
+def hlo_op_names(hlo_text: str) -> dict[str, str]:
+    """HLO instruction name → its ``op_name`` metadata (jax's name stack), from compiled HLO."""
+    pattern = r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=.*?metadata=\{[^}]*?op_name="([^"]*)"'
+    return dict(re.findall(pattern, hlo_text, re.M))
+
+
+def op_scope(op_name: str | None) -> str:
+    """The ``SCOPES`` category of an op by its name stack."""
+    if not op_name:
+        return "other"
+    parts = op_name.split("/")
+    for scope in ("embedding_gather", "optimizer_update"):
+        if scope in parts:
+            return scope
+    return "forward_backward"
+
+
+def attribute_trace(profile, op_names: dict[str, str]) -> tuple[dict[str, float], int]:
+    """(category → total op time in ns, number of devices) of a ``jax.profiler.ProfileData``.
+
+    Counts the events that carry an ``hlo_op`` stat of the train step's module; where device
+    planes (``/device:...``, e.g. GPU kernels) have such events, only those, so that host-side
+    launches are not counted twice.
+    """
+    events = []
+    for plane in profile.planes:
+        for line in plane.lines:
+            for e in line.events:
+                stats = dict(e.stats)
+                if "hlo_op" in stats and "train_step" in str(stats.get("hlo_module", "")):
+                    events.append((plane.name, stats, e.duration_ns))
+    if any(p.startswith("/device:") for p, _, _ in events):
+        events = [ev for ev in events if ev[0].startswith("/device:")]
+    out: dict[str, float] = {}
+    for _, stats, ns in events:
+        k = op_scope(op_names.get(str(stats["hlo_op"])))
+        out[k] = out.get(k, 0.0) + float(ns)
+    devices = len({(p, stats.get("device_ordinal")) for p, stats, _ in events})
+    return out, max(devices, 1)
 
 
 def _auc_line(auc: dict) -> str:

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -50,12 +51,20 @@ def test_tiny_cpu_run_prints_the_table_and_writes_the_json(tmp_path):
         assert re.search(line, stdout, re.M), line
     assert re.search(r"model\s+batch\s+dtype\s+shard_emb\s+ex/s\s+ms/step\s+% bf16 peak", stdout)
 
-    (b,) = r["breakdown"]
-    assert (b["model"], b["batch"], b["dtype"], b["method"]) == ("mmoe", 64, "bfloat16", "measured")
+    trace, measured = r["breakdown"]
     pieces = ("embedding_gather_ms", "forward_backward_ms", "optimizer_update_ms")
-    assert all(b[k] > 0 for k in pieces) and b["sum_ms"] == pytest.approx(sum(b[k] for k in pieces))
-    assert b["full_step_ms"] > 0
-    assert "separately jitted pieces" in stdout
+    for b in (trace, measured):
+        assert (b["model"], b["batch"], b["dtype"]) == ("mmoe", 64, "bfloat16")
+        assert all(b[k] > 0 for k in pieces) and b["full_step_ms"] > 0
+    # The trace's ops of the gather and the update carry train_step's named scopes.
+    assert trace["method"] == "profiler trace" and trace["traced_steps"] == 3
+    assert trace["devices"] == 4  # conftest's JAX_NUM_CPU_DEVICES, inherited
+    parts = sum(trace[k] for k in pieces) + trace["other_ms"]
+    assert trace["sum_ms"] == pytest.approx(parts)
+    assert measured["method"] == "measured"
+    assert measured["sum_ms"] == pytest.approx(sum(measured[k] for k in pieces))
+    assert "(profiler trace: op time per step and device" in stdout
+    assert "(measured: separately jitted pieces)" in stdout
 
     assert [(e["model"], e["dtype"]) for e in r["eval"]] == [
         ("mmoe", "float32"),
@@ -84,7 +93,9 @@ def test_spent_budget_skips_every_part_with_its_reason(tmp_path):
             for shard in (False, True):
                 assert f"train {model} batch=64 {dtype} shard_embeddings={shard}" in skipped
             assert f"eval {model} {dtype}" in skipped
-    assert "dtype AUC check" in skipped and "breakdown mmoe batch=64 bfloat16" in skipped
+    assert "dtype AUC check" in skipped
+    assert "trace breakdown mmoe batch=64 bfloat16" in skipped
+    assert "measured breakdown mmoe batch=64 bfloat16" in skipped
     assert all("time budget of 0 s spent" in s["reason"] for s in r["skipped"])
     assert stdout.count("skipped ") >= len(skipped)
     assert "not measured" in stdout and not r["targets"]["throughput_met"]
@@ -125,3 +136,46 @@ def test_ensure_packages_installs_only_the_missing_from_the_wheels(tmp_path, mon
     monkeypatch.setattr(accelerator, "PREINSTALLED", ("jax", "no_such_module_x1"))
     with pytest.raises(SystemExit, match="must already have jax"):
         accelerator.ensure_packages(str(tmp_path))
+
+
+GATHER = "jit(train_step)/embedding_gather/jit(_unique_sorted_mask)/sort"
+BACKWARD = "jit(train_step)/transpose(jvp())/dot_general"
+UPDATE = "jit(train_step)/optimizer_update/scatter"
+HLO = f"""
+ENTRY %main.1 (p: f32[8]) -> f32[8] {{
+  %sort.4 = s32[64]{{0}} sort(%x), metadata={{op_name="{GATHER}" source_file="x.py"}}
+  %fusion.2 = f32[8]{{0}} fusion(%a), kind=kLoop, metadata={{op_name="{BACKWARD}"}}
+  ROOT %scatter.7 = f32[8]{{0}} scatter(%b), metadata={{op_name="{UPDATE}"}}
+  %copy.3 = f32[8]{{0}} copy(%c)
+}}
+"""
+
+
+def test_trace_ops_are_attributed_by_their_name_scope():
+    names = accelerator.hlo_op_names(HLO)
+    assert names == {"sort.4": GATHER, "fusion.2": BACKWARD, "scatter.7": UPDATE}
+    assert [accelerator.op_scope(names.get(k)) for k in ("sort.4", "fusion.2", "scatter.7")] == [
+        "embedding_gather",
+        "forward_backward",
+        "optimizer_update",
+    ]
+    assert accelerator.op_scope(names.get("copy.3")) == "other"
+    assert accelerator.op_scope("jit(train_step)/embedding_gather_extra/add") == "forward_backward"
+
+    def event(op, ns, module="jit_train_step", ordinal=0):
+        stats = {"hlo_op": op, "hlo_module": module, "device_ordinal": ordinal}
+        return SimpleNamespace(stats=list(stats.items()), duration_ns=ns)
+
+    def plane(name, *events):
+        return SimpleNamespace(name=name, lines=[SimpleNamespace(events=list(events))])
+
+    host = plane("/host:CPU", event("sort.4", 100.0), event("fusion.2", 50.0, ordinal=1))
+    profile = SimpleNamespace(
+        planes=[host, plane("/host:CPU2", event("scatter.7", 7.0, module="jit_eval_step"))]
+    )
+    ns, devices = accelerator.attribute_trace(profile, names)
+    assert ns == {"embedding_gather": 100.0, "forward_backward": 50.0} and devices == 2
+    # Device planes (GPU kernels) win over host-side events of the same ops.
+    gpu = plane("/device:GPU:0", event("fusion.2", 30.0), event("copy.3", 5.0))
+    ns, devices = accelerator.attribute_trace(SimpleNamespace(planes=[host, gpu]), names)
+    assert ns == {"forward_backward": 30.0, "other": 5.0} and devices == 1
