@@ -258,6 +258,7 @@ class _Bench:
             "breakdown": [],
             "auc": None,
             "skipped": self.budget.skipped,
+            "failed": [],
         }
 
     # -- configs and data -----------------------------------------------------------------------
@@ -434,11 +435,15 @@ class _Bench:
             wall = time.perf_counter() - t0
             files = sorted(glob.glob(os.path.join(tmp, "**", "*.xplane.pb"), recursive=True))
             if not files:
+                print("the profiler wrote no .xplane.pb", flush=True)
                 return None
-            ns, devices = attribute_trace(ProfileData.from_file(files[-1]), op_names)
+            device_only = self.result["platform"] != "cpu"
+            ns, devices = attribute_trace(ProfileData.from_file(files[-1]), op_names, device_only)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if not ns:
+            where = "device " if device_only else ""
+            print(f"the profiler trace had no {where}op events to attribute", flush=True)
             return None
         row = {"model": model, "batch": batch, "dtype": dtype, "method": "profiler trace"}
         row.update({f"{k}_ms": ns.get(k, 0) / 1e6 / n / devices for k in SCOPES})
@@ -592,40 +597,69 @@ class _Bench:
 
     # -- the run --------------------------------------------------------------------------------
 
+    def part(self, what: str, fn, into: str | None = None) -> None:
+        """Runs ``fn`` unless the budget is spent; its result goes to ``result[into]`` (a list is
+        appended to). A part that raises is recorded under ``failed`` and the run goes on: one
+        cell out of memory or a profiler that cannot start must not lose the others. The JSON
+        is rewritten after every part, so a run killed midway still leaves what it measured."""
+        if self.budget.over(what):
+            return
+        try:
+            out = fn()
+        except Exception as e:  # reported below and in the JSON, not swallowed
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            print(f"failed {what}: {msg}", flush=True)
+            self.result["failed"].append({"what": what, "error": msg})
+            out = None
+        if into is not None and out is not None:
+            if isinstance(self.result[into], list):
+                self.result[into].append(out)
+            else:
+                self.result[into] = out
+        self.save()
+
+    def save(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.args.out)), exist_ok=True)
+        with open(self.args.out, "w") as f:
+            json.dump(self.result, f, indent=2)
+
     def grid(self, model: str) -> None:
         for batch in self.size["batches"]:
             for dtype in DTYPES:
                 for shard in (False, True):
-                    what = f"train {model} batch={batch} {dtype} shard_embeddings={shard}"
-                    if not self.budget.over(what):
-                        self.result["train"].append(self.train_cell(model, batch, dtype, shard))
+                    self.part(
+                        f"train {model} batch={batch} {dtype} shard_embeddings={shard}",
+                        functools.partial(self.train_cell, model, batch, dtype, shard),
+                        "train",
+                    )
 
     def run(self) -> dict:
         r = self.result
         print(f"machine: {r['machine']}; device: {r['device']}", flush=True)
         print(f"sizes={self.args.sizes} budget={self.args.budget_s:.0f} s", flush=True)
-        if not self.budget.over("bf16 GEMM peak"):
-            self.gemm_peak()
+        self.part("bf16 GEMM peak", self.gemm_peak)
         print(_table_header(), flush=True)
         models = self.args.models
         if "mmoe" in models:
             self.grid("mmoe")
-            if not self.budget.over("dtype AUC check"):
-                r["auc"] = self.dtype_auc()
+            self.part("dtype AUC check", self.dtype_auc, "auc")
         largest = max(self.size["batches"])
         first = "mmoe" if "mmoe" in models else models[0]
-        if not self.budget.over(f"trace breakdown {first} batch={largest} bfloat16"):
-            row = self.trace_breakdown(first, largest, "bfloat16")
-            if row is None:
-                print("the profiler trace had no op events to attribute", flush=True)
-            else:
-                r["breakdown"].append(row)
-        if not self.budget.over(f"measured breakdown {first} batch={largest} bfloat16"):
-            r["breakdown"].append(self.breakdown(first, largest, "bfloat16"))
+        self.part(
+            f"trace breakdown {first} batch={largest} bfloat16",
+            functools.partial(self.trace_breakdown, first, largest, "bfloat16"),
+            "breakdown",
+        )
+        self.part(
+            f"measured breakdown {first} batch={largest} bfloat16",
+            functools.partial(self.breakdown, first, largest, "bfloat16"),
+            "breakdown",
+        )
         for model in models:
             for dtype in DTYPES:
-                if not self.budget.over(f"eval {model} {dtype}"):
-                    r["eval"].append(self.eval_cell(model, dtype))
+                self.part(
+                    f"eval {model} {dtype}", functools.partial(self.eval_cell, model, dtype), "eval"
+                )
         for model in models:
             if model != "mmoe":
                 self.grid(model)
@@ -633,9 +667,7 @@ class _Bench:
         r["elapsed_s"] = self.budget.elapsed()
         print()
         print(format_report(r), flush=True)
-        os.makedirs(os.path.dirname(os.path.abspath(self.args.out)), exist_ok=True)
-        with open(self.args.out, "w") as f:
-            json.dump(r, f, indent=2)
+        self.save()
         print(f"wrote {self.args.out}", flush=True)
         return r
 
@@ -715,12 +747,15 @@ def op_scope(op_name: str | None) -> str:
     return "forward_backward"
 
 
-def attribute_trace(profile, op_names: dict[str, str]) -> tuple[dict[str, float], int]:
+def attribute_trace(
+    profile, op_names: dict[str, str], device_only: bool = False
+) -> tuple[dict[str, float], int]:
     """(category → total op time in ns, number of devices) of a ``jax.profiler.ProfileData``.
 
     Counts the events that carry an ``hlo_op`` stat of the train step's module; where device
     planes (``/device:...``, e.g. GPU kernels) have such events, only those, so that host-side
-    launches are not counted twice.
+    launches are not counted twice. ``device_only`` (an accelerator): never host events, whose
+    times would be launch times, not the device's.
     """
     events = []
     for plane in profile.planes:
@@ -729,7 +764,7 @@ def attribute_trace(profile, op_names: dict[str, str]) -> tuple[dict[str, float]
                 stats = dict(e.stats)
                 if "hlo_op" in stats and "train_step" in str(stats.get("hlo_module", "")):
                     events.append((plane.name, stats, e.duration_ns))
-    if any(p.startswith("/device:") for p, _, _ in events):
+    if device_only or any(p.startswith("/device:") for p, _, _ in events):
         events = [ev for ev in events if ev[0].startswith("/device:")]
     out: dict[str, float] = {}
     for _, stats, ns in events:
@@ -800,6 +835,7 @@ def format_report(result: dict) -> str:
             f"{'met' if t['auc_met'] else 'NOT met'}"
         )
     lines += [f"skipped {s['what']}: {s['reason']}" for s in result["skipped"]]
+    lines += [f"failed {f['what']}: {f['error']}" for f in result.get("failed", [])]
     return "\n".join(lines)
 
 

@@ -33,7 +33,8 @@ def _run(tmp_path, *flags):
 @pytest.mark.slow
 def test_tiny_cpu_run_prints_the_table_and_writes_the_json(tmp_path):
     stdout, r = _run(tmp_path, "--models", "mmoe", "--batches", "64", "--auc-steps", "4")
-    assert r["platform"] == "cpu" and r["sizes"] == "tiny" and r["skipped"] == []
+    assert r["platform"] == "cpu" and r["sizes"] == "tiny"
+    assert r["skipped"] == [] and r["failed"] == []
     assert r["gemm"]["dtype"] == "bfloat16" and r["gemm"]["gflops"] > 0
 
     cells = {
@@ -86,6 +87,7 @@ def test_tiny_cpu_run_prints_the_table_and_writes_the_json(tmp_path):
 def test_spent_budget_skips_every_part_with_its_reason(tmp_path):
     stdout, r = _run(tmp_path, "--budget-s", "0", "--batches", "64")
     assert r["train"] == [] and r["eval"] == [] and r["breakdown"] == [] and r["auc"] is None
+    assert r["failed"] == []
     skipped = [s["what"] for s in r["skipped"]]
     assert skipped[0] == "bf16 GEMM peak"
     for model in accelerator.MODELS:
@@ -179,3 +181,27 @@ def test_trace_ops_are_attributed_by_their_name_scope():
     gpu = plane("/device:GPU:0", event("fusion.2", 30.0), event("copy.3", 5.0))
     ns, devices = accelerator.attribute_trace(SimpleNamespace(planes=[host, gpu]), names)
     assert ns == {"forward_backward": 30.0, "other": 5.0} and devices == 1
+
+
+def test_a_failing_part_is_recorded_and_the_run_goes_on(tmp_path):
+    out = tmp_path / "partial.json"
+    args = accelerator.parse_args(["--sizes", "tiny", "--out", str(out)])
+    sys.path.insert(0, ROOT)
+    bench = accelerator._Bench(args)
+
+    def out_of_memory():
+        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nmore detail")
+
+    bench.part("train mmoe batch=64 float32 shard_embeddings=False", out_of_memory, "train")
+    bench.part("eval mmoe float32", lambda: {"rows_per_sec": 1.0}, "eval")
+    bench.part("dtype AUC check", lambda: {"within_tolerance": True}, "auc")
+    assert bench.result["failed"] == [
+        {
+            "what": "train mmoe batch=64 float32 shard_embeddings=False",
+            "error": "RuntimeError: RESOURCE_EXHAUSTED: out of memory",
+        }
+    ]
+    assert bench.result["train"] == [] and bench.result["eval"] == [{"rows_per_sec": 1.0}]
+    with open(out) as f:  # rewritten after every part
+        saved = json.load(f)
+    assert saved["auc"] == {"within_tolerance": True} and len(saved["failed"]) == 1
