@@ -4,11 +4,13 @@ and the AUC of bf16 against fp32 training.
 
     python bench/accelerator.py [--platform cpu|gpu|tpu] [--sizes full|tiny] [--budget-s 480]
                                 [--out runs/accelerator.json] [--models mmoe,ple,paper_full]
-                                [--batches 1000,8192,65536] [--auc-steps N] [--wheels wheels/]
-                                [--no-install]
+                                [--batches 1000,8192,65536] [--auc-steps N] [--gemm-n N]
+                                [--wheels wheels/] [--no-install]
 
 What it runs, in this order, each part only while the time budget (``--budget-s``, default 8
-minutes) lasts; a part that would start after it is skipped with the reason printed and recorded:
+minutes) lasts: a part is skipped, with the reason printed and recorded, once the time left is
+shorter than the part before it took (a part that raises is recorded as failed and the run goes
+on):
 
 1. bf16 GEMM peak: the best GFLOP/s of a jitted ``[n, n] @ [n, n]`` in bfloat16 (n = 8192; tiny:
    256), measured in this run (``bench/throughput.py``'s helper).
@@ -187,6 +189,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated")
     ap.add_argument("--batches", default=None, help="comma-separated; default: the sizes'")
     ap.add_argument("--auc-steps", type=int, default=None, help="default: the sizes'")
+    ap.add_argument("--gemm-n", type=int, default=None, help="GEMM side; default: the sizes'")
     ap.add_argument("--wheels", default=os.path.join(ROOT, "wheels"))
     ap.add_argument("--no-install", action="store_true", help="only report missing packages")
     args = ap.parse_args(argv)
@@ -198,20 +201,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class Budget:
-    """Wall-clock budget: ``over(what)`` is true, and records why, once the time is spent."""
+    """Wall-clock budget: ``over(what)`` is true, and records why, once the time left is shorter
+    than the part before took (``last``, set by the caller), so a run ends near its budget
+    instead of a whole part after it."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.t0 = time.perf_counter()
+        self.last = 0.0
         self.skipped: list[dict] = []
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
     def over(self, what: str) -> bool:
-        if self.elapsed() <= self.seconds:
+        elapsed = self.elapsed()
+        if elapsed + self.last <= self.seconds:
             return False
-        reason = f"time budget of {self.seconds:.0f} s spent ({self.elapsed():.0f} s elapsed)"
+        reason = (
+            f"time budget of {self.seconds:.0f} s spent or too short for it ({elapsed:.0f} s "
+            f"elapsed, the part before took {self.last:.0f} s)"
+        )
         print(f"skipped {what}: {reason}", flush=True)
         self.skipped.append({"what": what, "reason": reason})
         return True
@@ -244,6 +254,8 @@ class _Bench:
             self.size["batches"] = tuple(int(b) for b in args.batches.split(","))
         if args.auc_steps is not None:
             self.size["auc_steps"] = args.auc_steps
+        if args.gemm_n is not None:
+            self.size["gemm_n"] = args.gemm_n
         self.budget = Budget(args.budget_s)
         self._data_cache: dict[str, tuple] = {}
         self.result: dict = {
@@ -604,6 +616,7 @@ class _Bench:
         is rewritten after every part, so a run killed midway still leaves what it measured."""
         if self.budget.over(what):
             return
+        t0 = time.perf_counter()
         try:
             out = fn()
         except Exception as e:  # reported below and in the JSON, not swallowed
@@ -611,6 +624,7 @@ class _Bench:
             print(f"failed {what}: {msg}", flush=True)
             self.result["failed"].append({"what": what, "error": msg})
             out = None
+        self.budget.last = time.perf_counter() - t0
         if into is not None and out is not None:
             if isinstance(self.result[into], list):
                 self.result[into].append(out)

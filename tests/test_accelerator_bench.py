@@ -205,3 +205,16 @@ def test_a_failing_part_is_recorded_and_the_run_goes_on(tmp_path):
     with open(out) as f:  # rewritten after every part
         saved = json.load(f)
     assert saved["auc"] == {"within_tolerance": True} and len(saved["failed"]) == 1
+
+
+def test_budget_skips_once_the_time_left_is_shorter_than_the_last_part():
+    budget = accelerator.Budget(3600.0)
+    assert not budget.over("first part") and budget.skipped == []
+    budget.last = 3600.0  # the part before took the whole budget: the next cannot fit
+    assert budget.over("next part")
+    (skip,) = budget.skipped
+    assert skip["what"] == "next part"
+    assert (
+        "time budget of 3600 s" in skip["reason"]
+        and "the part before took 3600 s" in skip["reason"]
+    )
