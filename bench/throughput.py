@@ -102,15 +102,21 @@ def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
 
 def step_flops(jitted_step, *args) -> float:
     """FLOPs of one compiled step by XLA's cost analysis (all devices together)."""
-    cost = jitted_step.lower(*args).compile().cost_analysis()
+    return compiled_flops(jitted_step.lower(*args).compile())
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs of one call of an AOT-compiled function by XLA's cost analysis (all devices)."""
+    cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):  # one entry per device program in some jax versions
         cost = cost[0]
     return float(cost["flops"]) * (1 if jax.device_count() == 1 else jax.device_count())
 
 
-def gemm_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """Achieved GFLOP/s of an fp32 [n, n] × [n, n] matmul on device 0: the roofline's ceiling."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+def gemm_peak_gflops(n: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float:
+    """Achieved GFLOP/s of a [n, n] × [n, n] matmul in ``dtype`` on device 0: the roofline's
+    ceiling (fp32 by default; bench/accelerator.py times it in bf16)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     mm = jax.jit(lambda x: x @ x)
     jax.block_until_ready(mm(a))
     best = float("inf")

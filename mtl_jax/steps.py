@@ -156,8 +156,11 @@ def train_step(
         )
     loss_weights = loss_cfg.loss_weights
 
+    # The named scopes label the gather and the update in the compiled program's op metadata, so
+    # that a profiler trace's ops can be attributed to them (bench/accelerator.py).
     if opt.sparse:
-        rows, compact, batch = _compact_tables(graphdef, model_params, state.model_state, batch)
+        with jax.named_scope("embedding_gather"):
+            rows, compact, batch = _compact_tables(graphdef, model_params, state.model_state, batch)
         _, rest = optim.split_tables(model_params)
         diff_params = (rest, compact)
     else:
@@ -252,33 +255,34 @@ def train_step(
             total = jnp.dot(lam, task) + aux_loss
             task_weights = lam
 
-    if opt.sparse:
-        g_rest, g_rows = grads
-        tables, _ = optim.split_tables(model_params)
-        updates, tx_state = opt.tx.update(g_rest, state.opt_state["tx"], rest)
-        rest = optax.apply_updates(rest, updates)
-        tables, embed_state = opt.update_rows(
-            tables, state.opt_state["embed"], rows, g_rows, state.step
-        )
-        params = optim.merge_tables(rest, tables)
-        opt_state = {"tx": tx_state, "embed": embed_state}
-    else:
-        updates, tx_state = opt.tx.update(grads, state.opt_state["tx"], model_params)
-        params = optax.apply_updates(model_params, updates)
-        opt_state = {"tx": tx_state}
-    if weighting_params is not None:
-        weighting_state = state.opt_state["weighting"]
-        if weighting_grads is not None:
-            weighting_params, weighting_state = opt.update_task_weighting(
-                weighting_params, weighting_grads, weighting_state, loss_cfg.weighting_lr
+    with jax.named_scope("optimizer_update"):
+        if opt.sparse:
+            g_rest, g_rows = grads
+            tables, _ = optim.split_tables(model_params)
+            updates, tx_state = opt.tx.update(g_rest, state.opt_state["tx"], rest)
+            rest = optax.apply_updates(rest, updates)
+            tables, embed_state = opt.update_rows(
+                tables, state.opt_state["embed"], rows, g_rows, state.step
             )
-        if kind == "gradnorm":
-            weighting_params = dict(
-                weighting_params, weight=weighting.renormalise(weighting_params["weight"])
-            )
-            weighting_state = dict(weighting_state, initial_losses=initial)
-        params = weighting.merge_params(params, weighting_params)
-        opt_state["weighting"] = weighting_state
+            params = optim.merge_tables(rest, tables)
+            opt_state = {"tx": tx_state, "embed": embed_state}
+        else:
+            updates, tx_state = opt.tx.update(grads, state.opt_state["tx"], model_params)
+            params = optax.apply_updates(model_params, updates)
+            opt_state = {"tx": tx_state}
+        if weighting_params is not None:
+            weighting_state = state.opt_state["weighting"]
+            if weighting_grads is not None:
+                weighting_params, weighting_state = opt.update_task_weighting(
+                    weighting_params, weighting_grads, weighting_state, loss_cfg.weighting_lr
+                )
+            if kind == "gradnorm":
+                weighting_params = dict(
+                    weighting_params, weight=weighting.renormalise(weighting_params["weight"])
+                )
+                weighting_state = dict(weighting_state, initial_losses=initial)
+            params = weighting.merge_params(params, weighting_params)
+            opt_state["weighting"] = weighting_state
     new_state = TrainState(
         step=state.step + 1, params=params, model_state=new_model_state, opt_state=opt_state
     )
