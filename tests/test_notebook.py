@@ -272,3 +272,29 @@ def test_a_flagged_run_stays_out_of_bars_curves_and_gates(tmp_path, monkeypatch,
     for name in ("metric_bars", "learning_curves", "gate_weights"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0, name
     assert _tree(workdir) == before
+
+
+SERVING = os.path.join(NOTEBOOKS, "serving.py")
+
+
+def test_serving_py_and_ipynb_are_in_sync():
+    from_py = jupytext.read(SERVING)
+    from_ipynb = jupytext.read(SERVING.replace(".py", ".ipynb"))
+    assert _cells(from_ipynb) == _cells(from_py), (
+        "notebooks/serving.py and .ipynb differ: run `jupytext --sync notebooks/serving.py`"
+    )
+
+
+@pytest.mark.slow
+def test_serving_notebook_scores_raw_rows_with_the_export(tmp_path):
+    """As a script: trains census runlocal, exports, scores raw rows from the export directory
+    alone and checks them against ``mtl_jax.predict`` (the notebook asserts the equality)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTL_JAX_NOTEBOOK_")}
+    env.update(MTL_JAX_NOTEBOOK_SERVING_DIR=str(tmp_path / "demo"), MTL_JAX_NOTEBOOK_ROWS="7")
+    proc = subprocess.run(
+        [sys.executable, SERVING], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "7 raw rows" in proc.stdout
+    assert "exported model == predict on 7 rows (atol 1e-6)" in proc.stdout
