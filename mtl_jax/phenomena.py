@@ -41,7 +41,8 @@ TASKS = ("click", "order")
 
 def settings(headroom_components: bool = True) -> dict[str, list[str]]:
     """setting → the configs trained on it (MMoE first); with ``headroom_components=False`` the
-    headroom setting trains MMoE alone (its oracle gap and seed spread are all the summary needs)."""
+    headroom setting trains MMoE alone (its oracle gap and seed spread are all the summary
+    needs)."""
     out: dict[str, list[str]] = {}
     for component, pair in COMPONENTS.items():
         for setting in pair:
