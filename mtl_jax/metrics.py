@@ -19,13 +19,13 @@ Conventions shared by every function:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from mtl_jax._sorting import run_starts, stable_argsort
+
 __all__ = [
-    "EvalAccumulator",
     "auc",
     "gauc",
     "logloss",
@@ -72,20 +72,7 @@ def _prepare(
             raise ValueError(f"{k} has {v.shape[0]} rows but labels has {y.shape[0]}")
     w = None
     if weights is not None:
-        w = _as_1d(weights, "weights").astype(np.float64, copy=False)
-        if w.shape[0] != y.shape[0]:
-            raise ValueError(f"weights has {w.shape[0]} rows but labels has {y.shape[0]}")
-        if not np.all(w >= 0):  # also catches nan weights
-            raise ValueError("weights must be non-negative and not nan")
-        keep = w > 0
-        if not keep.all():
-            # Filter up front instead of relying on zero contributions, so that padding rows
-            # with garbage labels / nan scores pass validation and never count as a row.
-            y, w = y[keep], w[keep]
-            arrays = {k: v[keep] for k, v in arrays.items()}
-        if np.all(w == 1):
-            # Typical for a 0/1 padding mask: take the faster exact unweighted paths.
-            w = None
+        y, w, arrays = _drop_zero_weights(y, weights, arrays)
     if y.dtype != np.bool_:
         if not np.all((y == 0) | (y == 1)):
             raise ValueError("labels must be binary (0 or 1)")
@@ -96,6 +83,30 @@ def _prepare(
             if np.isnan(arrays[k]).any():
                 # nan has no place in a ranking; sorting would silently push it to one end.
                 raise ValueError(f"{k} contains nan")
+    return y, w, arrays
+
+
+def _drop_zero_weights(
+    y: np.ndarray, weights: Any, arrays: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """Validates ``weights`` and removes weight-0 rows from ``y`` and ``arrays``.
+
+    Returns ``(y, weights_float64_or_None, arrays)``: None when every remaining weight is 1.
+    """
+    w = _as_1d(weights, "weights").astype(np.float64, copy=False)
+    if w.shape[0] != y.shape[0]:
+        raise ValueError(f"weights has {w.shape[0]} rows but labels has {y.shape[0]}")
+    if not np.all(w >= 0):  # also catches nan weights
+        raise ValueError("weights must be non-negative and not nan")
+    keep = w > 0
+    if not keep.all():
+        # Filter up front instead of relying on zero contributions, so that padding rows
+        # with garbage labels / nan scores pass validation and never count as a row.
+        y, w = y[keep], w[keep]
+        arrays = {k: v[keep] for k, v in arrays.items()}
+    if np.all(w == 1):
+        # Typical for a 0/1 padding mask: take the faster exact unweighted paths.
+        return y, None, arrays
     return y, w, arrays
 
 
@@ -117,69 +128,6 @@ def _tie_sums(
     tie_pos = np.add.reduceat(np.where(y_sorted, w_sorted, 0.0), starts)
     tie_neg = np.add.reduceat(np.where(y_sorted, 0.0, w_sorted), starts)
     return tie_pos, tie_neg
-
-
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def _uint32_key(x: np.ndarray) -> np.ndarray | None:
-    """Order-preserving map of ``x`` into ``[0, 2**32)`` (as uint64), or None if impossible.
-
-    Works for integers spanning fewer than 2**32 values (e.g. user ids) and for floats that are
-    exactly representable in float32 (e.g. model outputs): equal inputs map to equal keys and
-    the order is kept, so sorting the keys sorts ``x``.
-    """
-    if x.dtype.kind == "b":
-        return x.astype(np.uint64)
-    if x.dtype.kind in "iu":
-        lo, hi = int(x.min()), int(x.max())
-        if hi - lo >= 2**32:
-            return None
-        if x.dtype.kind == "u":
-            return x.astype(np.uint64) - np.uint64(lo)
-        # The difference fits in [0, 2**32), so int64 arithmetic cannot overflow.
-        return (x.astype(np.int64) - lo).view(np.uint64)
-    if x.dtype.kind == "f":
-        f = x.astype(np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0: they compare equal
-        with np.errstate(over="ignore"):  # too large for float32: caught by the check below
-            f32 = f.astype(np.float32)
-        if not np.array_equal(f32, f):
-            return None
-        # IEEE-754 bit trick: for negatives flip the magnitude bits, so that the signed integer
-        # order of the bit patterns equals the float order; then shift into [0, 2**32).
-        k = f32.view(np.int32).astype(np.int64)
-        k ^= (k >> 31) & 0x7FFFFFFF
-        k += 2**31
-        return k.view(np.uint64)
-    return None
-
-
-def _stable_argsort(x: np.ndarray) -> np.ndarray:
-    """Same result as ``np.argsort(x, kind="stable")``, usually several times faster.
-
-    When ``x`` maps to a 32-bit order key, (key << 32 | row index) is sorted by value with
-    ``np.sort``, which is SIMD-accelerated (unlike argsort) and, since row indices are unique
-    and in the low bits, yields exactly the stable order. Otherwise falls back to argsort.
-    """
-    n = x.shape[0]
-    key = _uint32_key(x) if 0 < n < 2**32 else None
-    if key is None:
-        return np.argsort(x, kind="stable")
-    key <<= np.uint64(32)
-    key |= np.arange(n, dtype=np.uint64)
-    key.sort()
-    return (key & _LOW32).astype(np.intp)
-
-
-def _run_starts(*sorted_keys: np.ndarray) -> np.ndarray:
-    """Indices where a run of equal consecutive key tuples starts (input already sorted)."""
-    n = sorted_keys[0].shape[0]
-    change = np.zeros(n, dtype=bool)
-    if n:
-        change[0] = True
-    for k in sorted_keys:
-        change[1:] |= k[1:] != k[:-1]
-    return np.flatnonzero(change)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,9 +187,9 @@ def _auc_weighted(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> float:
         return float("nan")
     total_pos = float(w[y].sum())
     total_neg = float(w[~y].sum())
-    # Stability is not needed here (ties are aggregated) but _stable_argsort is the fast path.
-    order = _stable_argsort(s)
-    starts = _run_starts(s[order])
+    # Stability is not needed here (ties are aggregated) but stable_argsort is the fast path.
+    order = stable_argsort(s)
+    starts = run_starts(s[order])
     tie_pos, tie_neg = _tie_sums(y[order], w[order], starts)
     # Negatives strictly below each tie group (exclusive cumsum), plus half of the tied ones.
     neg_below = np.cumsum(tie_neg) - tie_neg
@@ -301,13 +249,13 @@ def gauc(labels: Any, scores: Any, groups: Any, weights: Any | None = None) -> f
     if y.shape[0] == 0:
         return float("nan")
     # Sort by (group, score): sort by score, then *stably* by group so scores stay ascending
-    # within each group. Same order as np.lexsort((s, g)), but much faster via _stable_argsort.
-    order = _stable_argsort(s)
+    # within each group. Same order as np.lexsort((s, g)), but much faster via stable_argsort.
+    order = stable_argsort(s)
     g_by_score = g[order]
-    perm = _stable_argsort(g_by_score)
+    perm = stable_argsort(g_by_score)
     order = order[perm]
     g_sorted = g_by_score[perm]
-    tie_starts = _run_starts(g_sorted, s[order])
+    tie_starts = run_starts(g_sorted, s[order])
     tie_pos, tie_neg = _tie_sums(y[order], None if w is None else w[order], tie_starts)
     # Group index of every tie group (0..n_groups-1), from group changes at tie starts.
     tie_g = g_sorted[tie_starts]
@@ -363,12 +311,12 @@ def top_n_hit_rate(labels: Any, scores: Any, groups: Any, n: int = 2) -> float:
     # Sort by (group, -score, row index). Both sorts are stable: the first orders by -score
     # with equal scores left in row order (the documented tie break), the second groups rows
     # while preserving that order. Equivalent to np.lexsort((arange, -s, g)).
-    order = _stable_argsort(-s)
+    order = stable_argsort(-s)
     g_by_score = g[order]
-    perm = _stable_argsort(g_by_score)
+    perm = stable_argsort(g_by_score)
     order = order[perm]
     g_sorted = g_by_score[perm]
-    starts = _run_starts(g_sorted)
+    starts = run_starts(g_sorted)
     sizes = np.diff(np.append(starts, rows))
     # Rank of each sorted row within its group: position minus the group's start position.
     rank = np.arange(rows) - np.repeat(starts, sizes)
@@ -466,11 +414,6 @@ def task_metrics(
     return {f"{prefix}{k}": float(v) for k, v in out.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# Accumulation across batches and hosts
-# --------------------------------------------------------------------------------------------
-
-
 def regression_metrics(
     labels: Any,
     preds: Any,
@@ -522,119 +465,3 @@ def regression_metrics(
         oracle = float(np.dot(w, np.square(t - y)) / wsum)
         out.update(oracle_mse=oracle, oracle_gap=mse - oracle)
     return {f"{prefix}{k}": float(v) for k, v in out.items()}
-
-
-class EvalAccumulator:
-    """Collects per-batch arrays so metrics can be computed exactly on the full eval set.
-
-    Exact AUC / GAUC / top-N need every row, so instead of streaming approximations this keeps
-    the raw per-row arrays (a few float64 columns: ~100 MB for 10M rows).
-
-    Example:
-        >>> acc = EvalAccumulator()
-        >>> acc.add(labels=y, probs=p, user=u, valid=mask)   # per eval batch
-        >>> acc.merge(EvalAccumulator.from_state(other_host_state))
-        >>> cols = acc.arrays()                              # {"labels": ..., "probs": ..., ...}
-
-    Every call to :meth:`add` must use the same keys (``valid`` aside). The optional ``valid``
-    key is a row mask: rows with ``valid == 0`` (padding) are dropped at add time and ``valid``
-    itself is not stored.
-    """
-
-    VALID_KEY = "valid"
-
-    def __init__(self) -> None:
-        self._chunks: dict[str, list[np.ndarray]] | None = None  # None until keys are known
-        self._rows = 0
-
-    def __len__(self) -> int:
-        return self._rows
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Stored keys (empty before the first add)."""
-        return tuple(self._chunks) if self._chunks is not None else ()
-
-    def _init_or_check_keys(self, keys: tuple[str, ...]) -> None:
-        if self._chunks is None:
-            self._chunks = {k: [] for k in keys}
-        elif set(keys) != set(self._chunks):
-            raise ValueError(f"keys {sorted(keys)} differ from accumulated {sorted(self._chunks)}")
-
-    def add(self, **arrays: Any) -> None:
-        """Appends one batch.
-
-        Args:
-            **arrays: Per-row arrays (numpy or anything ``np.asarray`` accepts, e.g. jax arrays)
-                sharing the same first-axis length. An optional ``valid`` array masks rows.
-
-        Raises:
-            ValueError: On missing / extra keys or mismatched row counts.
-        """
-        arrays = dict(arrays)
-        valid = arrays.pop(self.VALID_KEY, None)
-        if not arrays:
-            raise ValueError("add() needs at least one array besides 'valid'")
-        cols = {k: np.asarray(v) for k, v in arrays.items()}
-        n_rows = {k: (v.shape[0] if v.ndim else None) for k, v in cols.items()}
-        if len(set(n_rows.values())) != 1 or None in n_rows.values():
-            raise ValueError(f"all arrays need the same leading (row) dimension, got {n_rows}")
-        n = next(iter(n_rows.values()))
-        if valid is not None:
-            mask = np.asarray(valid).reshape(-1) != 0
-            if mask.shape[0] != n:
-                raise ValueError(f"valid has {mask.shape[0]} rows, arrays have {n}")
-            cols = {k: v[mask] for k, v in cols.items()}  # boolean indexing copies
-            n = int(mask.sum())
-        else:
-            # Copy: callers often reuse host buffers between batches.
-            cols = {k: np.array(v, copy=True) for k, v in cols.items()}
-        self._init_or_check_keys(tuple(cols))
-        assert self._chunks is not None
-        for k, v in cols.items():
-            self._chunks[k].append(v)
-        self._rows += n
-
-    def merge(self, other: EvalAccumulator) -> EvalAccumulator:
-        """Appends all rows of ``other`` after the rows of ``self`` (in place).
-
-        Args:
-            other: Accumulator with the same keys (or an empty one).
-
-        Returns:
-            ``self``, for chaining.
-        """
-        if other._chunks is None:
-            return self
-        self._init_or_check_keys(tuple(other._chunks))
-        assert self._chunks is not None
-        for k, chunks in other._chunks.items():
-            self._chunks[k].extend(chunks)
-        self._rows += other._rows
-        return self
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Concatenated arrays by key, in insertion order ({} if nothing was added)."""
-        if self._chunks is None:
-            return {}
-        # Always a fresh copy, so callers may mutate the result without corrupting the state.
-        return {k: np.concatenate(chunks, axis=0) for k, chunks in self._chunks.items()}
-
-    def state(self) -> dict[str, np.ndarray]:
-        """Serialisable state: the concatenated arrays (plain numpy, ready to all-gather)."""
-        return self.arrays()
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> EvalAccumulator:
-        """Rebuilds an accumulator from :meth:`state` output (e.g. another host's).
-
-        Args:
-            state: Mapping of key to per-row array; may be empty.
-
-        Returns:
-            A new accumulator holding those rows.
-        """
-        acc = cls()
-        if state:
-            acc.add(**state)
-        return acc

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from sklearn.metrics import log_loss, roc_auc_score
 
 from mtl_jax.metrics import (
-    EvalAccumulator,
     auc,
     gauc,
     logloss,
@@ -352,70 +351,6 @@ def test_task_metrics_keys_and_values():
     assert minimal["rows"] == n
 
 
-# --------------------------------------------------------------------------------------------
-# EvalAccumulator
-# --------------------------------------------------------------------------------------------
-
-
-def test_accumulator_add_merge_state_round_trip():
-    a = EvalAccumulator()
-    a.add(labels=np.array([1, 0]), probs=np.array([0.9, 0.2]), user=np.array([5, 6]))
-    a.add(labels=np.array([0]), probs=np.array([0.4]), user=np.array([7]))
-    b = EvalAccumulator()
-    b.add(labels=np.array([1, 1]), probs=np.array([0.6, 0.7]), user=np.array([8, 9]))
-    assert len(a) == 3 and len(b) == 2
-
-    a.merge(EvalAccumulator.from_state(b.state()))
-    assert len(a) == 5
-    arrs = a.arrays()
-    np.testing.assert_array_equal(arrs["labels"], [1, 0, 0, 1, 1])
-    np.testing.assert_array_equal(arrs["probs"], [0.9, 0.2, 0.4, 0.6, 0.7])
-    np.testing.assert_array_equal(arrs["user"], [5, 6, 7, 8, 9])
-
-    c = EvalAccumulator.from_state(a.state())
-    assert len(c) == 5
-    for k, v in c.arrays().items():
-        np.testing.assert_array_equal(v, arrs[k])
-    # Empty accumulators merge / round trip cleanly.
-    assert len(EvalAccumulator.from_state(EvalAccumulator().state())) == 0
-    assert len(EvalAccumulator().merge(c)) == 5
-    assert len(c.merge(EvalAccumulator())) == 5
-
-
-def test_accumulator_drops_invalid_rows_and_copies():
-    acc = EvalAccumulator()
-    labels = np.array([1, 0, 1, 0])
-    probs = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.4], [0.0, 0.0]])  # 2-D: rows first
-    acc.add(labels=labels, probs=probs, valid=np.array([1, 0, 1, 0]))
-    acc.add(labels=np.array([0]), probs=np.array([[0.5, 0.5]]))
-    assert len(acc) == 3
-    arrs = acc.arrays()
-    assert set(arrs) == {"labels", "probs"}  # valid is not stored
-    np.testing.assert_array_equal(arrs["labels"], [1, 1, 0])
-    np.testing.assert_array_equal(arrs["probs"], [[0.9, 0.1], [0.8, 0.4], [0.5, 0.5]])
-
-    # Reused caller buffers and mutated outputs do not change the accumulated rows.
-    buf = np.array([1, 1])
-    acc2 = EvalAccumulator()
-    acc2.add(labels=buf)
-    buf[:] = 0
-    acc2.arrays()["labels"][:] = 7
-    np.testing.assert_array_equal(acc2.arrays()["labels"], [1, 1])
-
-
-def test_accumulator_rejects_inconsistent_input():
-    acc = EvalAccumulator()
-    acc.add(labels=np.array([1]), probs=np.array([0.5]))
-    with pytest.raises(ValueError):
-        acc.add(labels=np.array([1]))  # missing key
-    with pytest.raises(ValueError):
-        acc.add(labels=np.array([1, 0]), probs=np.array([0.5]))  # row mismatch
-    other = EvalAccumulator()
-    other.add(labels=np.array([1]), scores=np.array([0.5]))
-    with pytest.raises(ValueError):
-        acc.merge(other)
-
-
 def test_auc_weighted_and_unweighted_paths_agree():
     # Uniform weights != 1 take the argsort / tie-group path, none the per-class-sort path.
     rng = np.random.default_rng(7)
@@ -423,51 +358,6 @@ def test_auc_weighted_and_unweighted_paths_agree():
     assert auc(labels, scores, np.full(labels.shape[0], 2.5)) == pytest.approx(
         auc(labels, scores), abs=1e-12
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Sorting fast path (private, but gauc / top-n exactness rests on it)
-# --------------------------------------------------------------------------------------------
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    values=st.lists(
-        st.one_of(
-            st.sampled_from([0.0, -0.0, 1.5, -1.5, np.inf, -np.inf, 1e-40, -1e-40]),
-            st.floats(allow_nan=False, width=32),
-            st.floats(allow_nan=False),
-        ),
-        min_size=1,
-        max_size=60,
-    ),
-)
-def test_stable_argsort_matches_numpy_for_floats(values):
-    from mtl_jax.metrics import _stable_argsort
-
-    for dtype in (np.float64, np.float32):
-        with np.errstate(over="ignore"):
-            x = np.array(values).astype(dtype)
-        np.testing.assert_array_equal(_stable_argsort(x), np.argsort(x, kind="stable"))
-
-
-@pytest.mark.parametrize(
-    "x",
-    [
-        np.array([3, 1, 2, 1, 3, 0], dtype=np.int8),
-        np.array([-128, 127, 0, -128, 5], dtype=np.int8),
-        np.array([2**40, -(2**40), 7, 7, 2**40]),  # range >= 2**32: fallback
-        np.array([2**32 - 1, 0, 5, 0], dtype=np.uint32),
-        np.array([2**63, 2**63 + 5, 2**63], dtype=np.uint64),
-        np.array([-(2**63), -(2**63) + 3, -(2**63)], dtype=np.int64),
-        np.array([True, False, True, False]),
-        np.array(["b", "a", "b", "c"]),
-    ],
-)
-def test_stable_argsort_matches_numpy_for_other_dtypes(x):
-    from mtl_jax.metrics import _stable_argsort
-
-    np.testing.assert_array_equal(_stable_argsort(x), np.argsort(x, kind="stable"))
 
 
 @pytest.mark.parametrize("score_dtype", [np.float32, np.float64])
