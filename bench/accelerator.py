@@ -552,7 +552,7 @@ class _Bench:
 
     def dtype_auc(self) -> dict:
         """Paper MMoE trained ``auc_steps`` steps in fp32 and in bf16 on the same batches."""
-        from mtl_jax import evaluation, metrics, steps
+        from mtl_jax import eval_report, metrics, steps
         from mtl_jax.data import datasets, pipeline
         from mtl_jax.sharding import to_global
 
@@ -583,7 +583,7 @@ class _Bench:
             for host in it:
                 state, m = train_step(state, to_global(host, mesh))
             loss = float(jax.device_get(m["loss"]))
-            pred = evaluation.predict_split(
+            pred = eval_report.predict_split(
                 eval_step,
                 state.params,
                 state.model_state,

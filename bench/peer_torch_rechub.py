@@ -22,7 +22,7 @@ batch 1000, Adam lr 1e-3, no dropout, no weight decay), then predicting the test
 
 * Ours runs in this process on the library's training path: the Grain pipeline
   (``pipeline.train_dataset``), ``sharding.to_global``, the jitted, donated
-  ``steps.jit_train_step``, and for the test rows ``evaluation.predict_split`` with
+  ``steps.jit_train_step``, and for the test rows ``eval_report.predict_split`` with
   ``steps.jit_eval_step``. The config is the library's default for ``mmoe`` (so
   ``loss.cascade=masked``, ``loss.loss_weights=(1, 0.02)``, ``optim.embedding_update=lazy_adam``);
   ``--set`` overrides any key, e.g. ``--set loss.cascade=none``.
@@ -432,7 +432,7 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
     """One epoch of the library's training path over ``splits["train"]``, then test predictions."""
     import jax
 
-    from mtl_jax import evaluation, optim, sharding, steps
+    from mtl_jax import eval_report, optim, sharding, steps
     from mtl_jax.data import datasets, pipeline
     from mtl_jax.state import count_params, create_train_state, init_model
 
@@ -481,7 +481,7 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
         graphdef, config, state_sh.params, state_sh.model_state, batch_sh
     )
     t_pred = time.perf_counter()
-    pred = evaluation.predict_split(
+    pred = eval_report.predict_split(
         eval_step,
         state.params,
         state.model_state,

@@ -9,12 +9,12 @@ degenerate, or nothing when they are not (see ``CONSTANT_SPREAD`` for the thresh
   tower inactive) predicts the same for every row;
 * a binary task whose AUC is exactly 0.5 (ties everywhere, or no ranking information at all).
 
-``evaluation.report`` adds ``t/degenerate`` (0/1) per task; the training loop warns, and writes
+``eval_report.report`` adds ``t/degenerate`` (0/1) per task; the training loop warns, and writes
 the reasons to ``final_metrics.json`` under ``flags``; ``ablate`` counts flagged runs per row and
 leaves them out of every mean, spread and test.
 
 ``gate_diagnostics(gates)`` takes the per-row gate weights ``gates`` [N, T, E] (row, task, expert;
-each row's weights sum to 1 over E) that ``evaluation.predict_split`` collects when a model returns
+each row's weights sum to 1 over E) that ``eval_report.predict_split`` collects when a model returns
 ``gates``, and gives per task:
 
   mean          [T, E]  mean gate weight of each expert
@@ -29,7 +29,7 @@ The low-entropy criterion also flags gates that route each row hard to one exper
 experts for different rows; ``utilisation`` tells that case (spread) from a real collapse (one-hot).
 For CGC/PLE the expert axis is the task's gate: its specific experts first, then the shared ones.
 
-``evaluation.report`` adds these as ``gates/mean``, ``gates/entropy``, ``gates/entropy_norm``,
+``eval_report.report`` adds these as ``gates/mean``, ``gates/entropy``, ``gates/entropy_norm``,
 ``gates/utilisation`` and ``gates/collapsed`` and warns (``GateCollapseWarning``) naming each
 collapsed task and its dominant expert. They land in ``metrics.jsonl`` (one line per eval, split
 ``val`` / ``test``) as flat lists, row-major over [T, E]; to plot expert weights over training::

@@ -25,7 +25,7 @@ flags.mark_flags_as_required(["workdir"])
 
 def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None = None) -> dict:
     """Restores ``workdir``'s checkpoint (latest or ``step``) and returns metrics per split."""
-    from mtl_jax import evaluation
+    from mtl_jax import eval_report
     from mtl_jax.data import datasets
     from mtl_jax.loop import jsonable
     from mtl_jax.restore import restore_run
@@ -39,7 +39,7 @@ def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None =
     config, schema = run.config, run.schema
     out = {"step": run.step}
     for split in splits:
-        pred = evaluation.predict_split(
+        pred = eval_report.predict_split(
             eval_step,
             run.params,
             run.model_state,
@@ -47,7 +47,7 @@ def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None =
             batch_size=config.eval_batch_size,
             mesh=run.mesh,
         )
-        out[split] = evaluation.report(
+        out[split] = eval_report.report(
             pred,
             tasks=schema.tasks,
             task_types=schema.task_types,

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mtl_jax import config_check, evaluation, optim, resume, sharding, steps
+from mtl_jax import config_check, eval_report, optim, resume, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.cli import UserError
 from mtl_jax.data import datasets, pipeline
@@ -192,7 +192,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     flags: dict[str, dict[str, list[str]]] = {}
 
     def evaluate(split: str, step: int) -> dict:
-        pred = evaluation.predict_split(
+        pred = eval_report.predict_split(
             eval_step,
             state.params,
             state.model_state,
@@ -200,9 +200,9 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
             batch_size=config.eval_batch_size,
             mesh=mesh,
         )
-        result = evaluation.report(pred, **report_kw)
+        result = eval_report.report(pred, **report_kw)
         writer.write(step, split, result)
-        bad = evaluation.degenerate_tasks(pred, tasks=schema.tasks, task_types=schema.task_types)
+        bad = eval_report.degenerate_tasks(pred, tasks=schema.tasks, task_types=schema.task_types)
         flags[split] = bad
         for task, reasons in bad.items():
             logging.warning(

@@ -140,7 +140,7 @@ def load_rows(run, *, data_config=None, data_path=None, split="test", id_columns
 
 def score(run, columns: dict, *, batch_size: int | None = None, progress: bool = True) -> dict:
     """Scores every row of ``columns`` with the run's eval step; host arrays, in row order."""
-    from mtl_jax import evaluation, logs, sharding
+    from mtl_jax import eval_report, logs, sharding
     from mtl_jax.data import datasets, pipeline
 
     batch_size = batch_size or run.config.eval_batch_size
@@ -149,7 +149,7 @@ def score(run, columns: dict, *, batch_size: int | None = None, progress: bool =
     inputs = {k: v for k, v in columns.items() if k in keys}
     n = pipeline.num_rows(inputs)
     bar = logs.progress(-(-n // batch_size), desc="predict") if progress else None
-    pred = evaluation.predict_split(
+    pred = eval_report.predict_split(
         run.eval_step(),
         run.params,
         run.model_state,

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mtl_jax import diagnostics, evaluation
+from mtl_jax import diagnostics, eval_report
 from mtl_jax.logs import MetricWriter, read_metrics
 
 
@@ -80,7 +80,7 @@ def test_report_adds_gate_diagnostics_and_they_reach_metrics_jsonl(tmp_path):
         "gates": gates,
     }
     with pytest.warns(diagnostics.GateCollapseWarning, match="task 'click'.*expert 1"):
-        out = evaluation.report(
+        out = eval_report.report(
             pred, tasks=("click", "order"), cascade="none", loss_weights=[1, 1], top_n=2
         )
     assert out["gates/mean"].shape == (2, 3)

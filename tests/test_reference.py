@@ -17,7 +17,7 @@ from flax import nnx
 from helpers import model_config, tiny_batch, tiny_schema
 
 from configs import common
-from mtl_jax import evaluation, steps
+from mtl_jax import eval_report, steps
 from mtl_jax.models import build_model
 from mtl_jax.models.attention_gates import CoarseAttentionGates, FineAttentionGates
 from mtl_jax.models.feature_attention import FeatureSelfAttention
@@ -476,7 +476,7 @@ def test_report_ranks_click_at_n_and_order_at_n_by_the_export_weighted_score():
     probs = rng.random((n_rows, 2)) * np.array([0.3, 1.0])  # order can outweigh click
     labels = (rng.random((n_rows, 2)) < probs).astype(np.float32)
     pred = {"labels": labels, "probs": probs, "score": probs @ w, "user": users}
-    out = evaluation.report(
+    out = eval_report.report(
         pred, tasks=("click", "order"), cascade="none", loss_weights=(1.0, 0.02), top_n=2
     )
     for k, task in enumerate(("click", "order")):

@@ -25,7 +25,7 @@ import pytest
 from test_cli import _one_error_line, _run
 from test_train import ROOT, restore_state, runlocal
 
-from mtl_jax import evaluation, export, loop, predict, serving, sharding, steps
+from mtl_jax import eval_report, export, loop, predict, serving, sharding, steps
 from mtl_jax.cli import UserError
 from mtl_jax.data import datasets
 from mtl_jax.restore import restore_run
@@ -64,7 +64,7 @@ def in_process_scores(workdir, config):
     eval_fn = jax.jit(
         functools.partial(steps.eval_step, graphdef=graphdef, config=config, regression=regression)
     )
-    return evaluation.predict_split(
+    return eval_report.predict_split(
         eval_fn,
         state.params,
         state.model_state,

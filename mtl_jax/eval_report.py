@@ -1,4 +1,7 @@
-"""Evaluates a model on a split: every row's predictions, gathered from all processes, then metrics.
+"""A split's evaluation report: every row's predictions, gathered from all processes, then metrics.
+
+Training's periodic and final evaluation (``loop.py``) and the ``mtl_jax.evaluate`` command (a
+restored checkpoint) both report through here; ``mtl_jax.predict`` uses ``predict_split`` alone.
 
 Reported keys (``t`` is each task name, e.g. click / order; ``N`` is ``config.metrics.top_n``):
 
