@@ -70,6 +70,27 @@ def predict_split(
     return {k: v[keep] for k, v in host.items()}
 
 
+def evaluate_split(
+    eval_step, params, model_state, columns, *, config, schema, mesh
+) -> tuple[dict, dict[str, float]]:
+    """Every row of ``columns`` predicted, then reported as ``config`` and ``schema`` say.
+
+    The one evaluation of the training loop and of ``mtl_jax.evaluate``. Returns
+    ``(pred, metrics)``: ``predict_split``'s output and ``report``'s.
+    """
+    pred = predict_split(
+        eval_step, params, model_state, columns, batch_size=config.eval_batch_size, mesh=mesh
+    )
+    return pred, report(
+        pred,
+        tasks=schema.tasks,
+        task_types=schema.task_types,
+        cascade=config.loss.cascade,
+        loss_weights=list(config.loss.loss_weights),
+        top_n=config.metrics.top_n,
+    )
+
+
 def _local_rows(x) -> np.ndarray:
     """This process's rows of a batch-sharded global array, in row order."""
     shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)

@@ -36,24 +36,16 @@ def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None =
     run = restore_run(workdir, step)
     _, data = datasets.load(run.config.data)
     eval_step = run.eval_step()
-    config, schema = run.config, run.schema
     out = {"step": run.step}
     for split in splits:
-        pred = eval_report.predict_split(
+        _, out[split] = eval_report.evaluate_split(
             eval_step,
             run.params,
             run.model_state,
             data[split],
-            batch_size=config.eval_batch_size,
+            config=run.config,
+            schema=run.schema,
             mesh=run.mesh,
-        )
-        out[split] = eval_report.report(
-            pred,
-            tasks=schema.tasks,
-            task_types=schema.task_types,
-            cascade=config.loss.cascade,
-            loss_weights=list(config.loss.loss_weights),
-            top_n=config.metrics.top_n,
         )
     return jsonable(out)
 

@@ -181,26 +181,19 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         graphdef, config, state_sh.params, state_sh.model_state, batch_sh, regression
     )
     writer = MetricWriter(workdir, resume_step=start)
-    report_kw = dict(
-        tasks=schema.tasks,
-        task_types=schema.task_types,
-        cascade=config.loss.cascade,
-        loss_weights=list(config.loss.loss_weights),
-        top_n=config.metrics.top_n,
-    )
 
     flags: dict[str, dict[str, list[str]]] = {}
 
     def evaluate(split: str, step: int) -> dict:
-        pred = eval_report.predict_split(
+        pred, result = eval_report.evaluate_split(
             eval_step,
             state.params,
             state.model_state,
             splits[split],
-            batch_size=config.eval_batch_size,
+            config=config,
+            schema=schema,
             mesh=mesh,
         )
-        result = eval_report.report(pred, **report_kw)
         writer.write(step, split, result)
         bad = eval_report.degenerate_tasks(pred, tasks=schema.tasks, task_types=schema.task_types)
         flags[split] = bad
