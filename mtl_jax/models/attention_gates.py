@@ -22,13 +22,14 @@ and copying the attention dot tensor, we calculate the expert weights with the s
 [N, 128]" (step 6), and 3.1 "regard the result of inner product as the attention weight of the
 task's corresponding expert". No softmax and no scale are stated. The options:
 
-* ``softmax_scaled`` (the default): ``w = softmax_e(a / sqrt(H))`` for the coarse gate, as in
-  scaled dot-product attention: without the scale the logits of a 128-wide expert grow with H and
-  the softmax saturates at initialisation. The fine gate's scores are one product each (no sum
+* ``softmax_scaled`` (the default of ``configs/fine_attention.py`` and ``configs/paper_full.py``):
+  ``w = softmax_e(a / sqrt(H))`` for the coarse gate, as in scaled dot-product attention: without
+  the scale the logits of a 128-wide expert grow with H and the softmax saturates at
+  initialisation. The fine gate's scores are one product each (no sum
   over H), so its scale is 1: ``w = softmax_e(a)`` per unit.
 * ``softmax``: ``w = softmax_e(a)`` (no scale); the same as ``softmax_scaled`` for the fine gate.
-* ``none``: the literal steps, ``w = a``: the raw inner products weigh the experts. No
-  normalisation, so the mix is not convex and its scale grows with the experts' activations
+* ``none`` (the default of ``configs/coarse_attention.py``, chosen by measurement: README): the
+  literal steps, ``w = a``: the raw inner products weigh the experts. No normalisation, so the mix is not convex and its scale grows with the experts' activations
   (quadratically: ``mixed = Σ_e ⟨q, x_e⟩ x_e``); the scores are ≥ 0 when the experts end in ReLU
   (the default ``expert_activation``), since the sigmoid query is positive.
 
