@@ -19,7 +19,7 @@ from absl import logging
 from mtl_jax import config_check, evaluation, optim, resume, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.cli import UserError
-from mtl_jax.data import datasets, pipeline
+from mtl_jax.data import loading, pipeline
 from mtl_jax.logs import MetricWriter, progress, write_atomic
 from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
 
@@ -86,7 +86,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
 
     Returns the final ``{"val": metrics, "test": metrics}``.
     """
-    schema, splits, preprocessing = datasets.load_with_preprocessing(config.data)
+    schema, splits, preprocessing = loading.load_with_preprocessing(config.data)
     config_check.validate(config, schema)
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_size(config.batch_size, mesh)
@@ -106,8 +106,8 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     )()
     batch_sh = sharding.batch_sharding(mesh)
 
-    train_ds = pipeline.train_dataset(
-        datasets.model_inputs(splits["train"]),
+    train_batches = pipeline.train_batches(
+        loading.model_inputs(splits["train"]),
         batch_size=config.batch_size,
         num_steps=num_steps,
         seed=config.seed,
@@ -115,7 +115,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         process_count=jax.process_count(),
         prefetch=config.prefetch,
     )
-    train_iter = iter(train_ds)
+    train_iter = iter(train_batches)
 
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_to_keep)

@@ -14,7 +14,7 @@ import pytest
 from configs import common
 from mtl_jax import loop, optim, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
-from mtl_jax.data import datasets, pipeline
+from mtl_jax.data import loading, pipeline
 from mtl_jax.state import abstract_train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +32,7 @@ def runlocal(model="mmoe", **overrides):
 
 
 def restore_state(workdir, config, step=None):
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     opt = optim.make_optimizer(
         config.optim, loop.total_steps(config, len(splits["train"]["labels"]))
@@ -144,10 +144,10 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
     chex.assert_trees_all_equal(a.opt_state, b.opt_state)
 
     # The iterator in the step-10 checkpoint yields the straight run's 11th batch.
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     make = lambda: iter(
-        pipeline.train_dataset(
-            datasets.model_inputs(splits["train"]),
+        pipeline.train_batches(
+            loading.model_inputs(splits["train"]),
             batch_size=config.batch_size,
             num_steps=20,
             seed=config.seed,
@@ -185,7 +185,7 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
 
 def test_nan_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     config = runlocal(num_steps=20, checkpoint_every_steps=5, log_every_steps=50)
-    real_load = datasets.load_with_preprocessing
+    real_load = loading.load_with_preprocessing
     bad_step = 8
 
     def load_with_nan(data_cfg):
@@ -197,13 +197,13 @@ def test_nan_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeyp
         train["dense"][row, 0] = np.nan
         return schema, dict(splits, train=train), prep
 
-    monkeypatch.setattr(datasets, "load_with_preprocessing", load_with_nan)
+    monkeypatch.setattr(loading, "load_with_preprocessing", load_with_nan)
     with pytest.raises(loop.NonFiniteLossError, match=f"at step {bad_step}\\b"):
         loop.train_and_evaluate(config, str(tmp_path))
     ckpt = Checkpointer(str(tmp_path / "checkpoints"))
     assert ckpt.latest_step() == 5
     ckpt.close()
-    monkeypatch.setattr(datasets, "load_with_preprocessing", real_load)
+    monkeypatch.setattr(loading, "load_with_preprocessing", real_load)
     state = restore_state(str(tmp_path), config, step=5)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
@@ -240,7 +240,7 @@ def _one_config_state(embedding_update, num_steps):
     config = runlocal()
     config.optim.embedding_update = embedding_update
     config.mesh.data = 1
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     opt = optim.make_optimizer(config.optim, 100)
     graphdef, params, model_state = init_model(schema, config.model, config.seed)
@@ -248,8 +248,8 @@ def _one_config_state(embedding_update, num_steps):
     state_sh = sharding.state_sharding(state, mesh)
     step = steps.jit_train_step(graphdef, opt, config, state_sh, sharding.batch_sharding(mesh))
     it = iter(
-        pipeline.train_dataset(
-            datasets.model_inputs(splits["train"]),
+        pipeline.train_batches(
+            loading.model_inputs(splits["train"]),
             batch_size=config.batch_size,
             num_steps=num_steps,
             seed=0,
@@ -282,7 +282,7 @@ def test_sparse_updates_leave_untouched_rows_alone():
     from mtl_jax.models.embedding import table_layout
 
     config = runlocal()
-    schema, _ = datasets.load(config.data)
+    schema, _ = loading.load(config.data)
     layout = table_layout(schema, config.model.embed_dim)
     read = set()
     for i, f in enumerate(schema.categorical):

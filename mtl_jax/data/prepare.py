@@ -531,7 +531,7 @@ _SPLIT_COLUMNS = {
 }
 
 
-class _SplitColumns:
+class _SplitWriters:
     """The writers of every split's columns and of its ragged item-side bags."""
 
     def __init__(self, opts: AliccpOptions):
@@ -580,7 +580,7 @@ class _Job:
         self.report = _RunReport(opts.skip_bad)
         self.vocab = _Vocabulary()
         self.totals = _SplitTotals()
-        self.columns = _SplitColumns(opts)
+        self.columns = _SplitWriters(opts)
         self.table_rows: dict[str, int] = {}  # rows of each common table
 
 

@@ -1,4 +1,4 @@
-"""``config.data`` → (schema, {"train", "val", "test"} columns): the one entry point to datasets.
+"""``config.data`` → (schema, {"train", "val", "test"} columns): the one way data is loaded.
 
 Every reader returns columns in the batch layout of ``schema.py``; the pipeline and the model
 never see a file format. ``config.data.kind`` is ``synthetic`` (the built-in Ali-CCP-shaped
@@ -71,9 +71,9 @@ def load_with_preprocessing(data_cfg) -> tuple[Schema, dict, Preprocessing | Non
         splits = {s: relatedness.generate(cfg, s) for s in SPLITS}
         return relatedness.schema(cfg), splits, None
     if kind in readers.KINDS:
-        ds = readers.read(data_cfg)
-        print(f"data: {kind} {data_cfg.get('path')}\n{readers.summary(ds)}", flush=True)
-        return ds.schema, ds.splits, ds.preprocessing
+        data = readers.read(data_cfg)
+        print(f"data: {kind} {data_cfg.get('path')}\n{readers.summary(data)}", flush=True)
+        return data.schema, data.splits, data.preprocessing
     raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
 
 
