@@ -153,13 +153,13 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         ckpt.close()
         train_iter.close()
         if jax.process_index() == 0:
-            print(f"{workdir}: run already finished at step {start}; nothing to do", flush=True)
+            logging.info("%s: run already finished at step %d; nothing to do", workdir, start)
             for split in ("val", "test"):
-                print(f"final {split}: " + _brief(final[split], schema), flush=True)
+                logging.info("final %s: %s", split, _brief(final[split], schema))
         return final
     if jax.process_index() == 0:
         if restored is not None:
-            print(f"{workdir}: resuming at step {start} of {num_steps}", flush=True)
+            logging.info("%s: resuming at step %d of %d", workdir, start, num_steps)
         resume.record(
             workdir,
             start,
@@ -261,10 +261,12 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     final_flags = {split: flags[split] for split in final if flags.get(split)}
     if jax.process_index() == 0:
         for split, r in final.items():
-            print(f"final {split}: " + _brief(r, schema), flush=True)
+            logging.info("final %s: %s", split, _brief(r, schema))
         for split, bad in final_flags.items():
             for task, reasons in bad.items():
-                print(f"FLAGGED {split}: task {task!r} is degenerate: {'; '.join(reasons)}")
+                logging.warning(
+                    "FLAGGED %s: task %r is degenerate: %s", split, task, "; ".join(reasons)
+                )
         write_atomic(final_path, json.dumps(jsonable(dict(final, flags=final_flags)), indent=2))
     writer.close()
     return final

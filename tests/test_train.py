@@ -88,6 +88,21 @@ def test_train_step_compiles_once(tmp_path, monkeypatch):
     loop.train_and_evaluate(config, str(tmp_path))  # raises if either step is traced twice
 
 
+def test_run_status_and_final_metrics_go_to_the_absl_log(tmp_path, caplog):
+    config = runlocal(num_steps=2, eval_every_steps=100, checkpoint_every_steps=100)
+    with caplog.at_level("INFO", logger="absl"):
+        loop.train_and_evaluate(config, str(tmp_path))
+        config.num_steps = 4
+        loop.train_and_evaluate(config, str(tmp_path))  # resumes
+        loop.train_and_evaluate(config, str(tmp_path))  # finished: trains nothing
+    lines = [r.getMessage() for r in caplog.records if r.name == "absl"]
+    assert f"{tmp_path}: resuming at step 2 of 4" in lines
+    assert f"{tmp_path}: run already finished at step 4; nothing to do" in lines
+    finals = [x for x in lines if x.startswith(("final val: ", "final test: "))]
+    assert len(finals) == 6 and all("click/auc=" in x and " loss=" in x for x in finals)
+    assert finals[2:4] == finals[4:6]  # the finished run reports the metrics it had written
+
+
 def assert_one_and_four_devices_agree(config, tmp_path, logged=("loss",)):
     """Trains ``config`` on 1 and on 4 devices: same params, model state and logged values."""
     assert jax.device_count() == 4

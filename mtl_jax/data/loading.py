@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from absl import logging
+
 from mtl_jax.data import readers, relatedness, synthetic
 from mtl_jax.data.preprocessing import Preprocessing
 from mtl_jax.data.schema import Schema
@@ -51,8 +53,8 @@ def relatedness_config(data_cfg) -> relatedness.RelatednessConfig:
 def load(data_cfg) -> tuple[Schema, dict]:
     """Loads (or generates) every split named by ``config.data``.
 
-    Real datasets print a short report (rows, label rates, ids mapped to 0 as rare or unseen,
-    skipped lines).
+    Real datasets log a short report at INFO (rows, label rates, ids mapped to 0 as rare or
+    unseen, skipped lines).
     """
     schema, splits, _ = load_with_preprocessing(data_cfg)
     return schema, splits
@@ -72,7 +74,7 @@ def load_with_preprocessing(data_cfg) -> tuple[Schema, dict, Preprocessing | Non
         return relatedness.schema(cfg), splits, None
     if kind in readers.KINDS:
         data = readers.read(data_cfg)
-        print(f"data: {kind} {data_cfg.get('path')}\n{readers.summary(data)}", flush=True)
+        logging.info("data: %s %s\n%s", kind, data_cfg.get("path"), readers.summary(data))
         return data.schema, data.splits, data.preprocessing
     raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
 

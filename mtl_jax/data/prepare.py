@@ -86,6 +86,7 @@ import sys
 import time
 
 import numpy as np
+from absl import logging
 
 from mtl_jax import cli
 from mtl_jax.data import shards, workers
@@ -1317,10 +1318,9 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
     if src is not None:
         meta["source_field"] = {k: v for k, v in src.items() if k != "of_final_id"}
     shards.write_metadata(opts.out, meta)
-    if opts.progress:
-        print(summary(meta), flush=True)
-    if opts.skip_bad:
-        print(job.report.bad.summary(), file=sys.stderr, flush=True)
+    if opts.skip_bad:  # what was skipped, per reason, with the first example of each
+        log = logging.warning if job.report.bad.total else logging.info
+        log("%s", job.report.bad.summary())
     return meta
 
 
@@ -1407,8 +1407,7 @@ def main(argv=None) -> int:
         overwrite=args.overwrite,
     )
     meta = prepare_aliccp(opts)  # bad input raises; cli.run prints it as one line, status 2
-    if not opts.progress:
-        print(summary(meta))
+    print(summary(meta))
     return 0
 
 
