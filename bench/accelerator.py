@@ -288,11 +288,11 @@ class _Bench:
 
     def data(self, data_config):
         """(schema, splits) of ``data_config``, generated once per distinct data config."""
-        from mtl_jax.data import datasets
+        from mtl_jax.data import loading
 
         key = data_config.to_json(sort_keys=True)
         if key not in self._data_cache:
-            self._data_cache[key] = datasets.load(data_config)
+            self._data_cache[key] = loading.load(data_config)
         return self._data_cache[key]
 
     def setup(self, config, schema):
@@ -312,12 +312,12 @@ class _Bench:
 
     def device_batches(self, columns, batch_size: int, count: int, mesh) -> list:
         from mtl_jax import sharding
-        from mtl_jax.data import datasets
+        from mtl_jax.data import loading
 
         out = []
         for i in range(count):
             host = {k: v[i * batch_size : (i + 1) * batch_size] for k, v in columns.items()}
-            out.append(sharding.to_global(datasets.model_inputs(host), mesh))
+            out.append(sharding.to_global(loading.model_inputs(host), mesh))
         return out
 
     # -- timing ---------------------------------------------------------------------------------
@@ -553,7 +553,7 @@ class _Bench:
     def dtype_auc(self) -> dict:
         """Paper MMoE trained ``auc_steps`` steps in fp32 and in bf16 on the same batches."""
         from mtl_jax import eval_report, metrics, steps
-        from mtl_jax.data import datasets, pipeline
+        from mtl_jax.data import loading, pipeline
         from mtl_jax.sharding import to_global
 
         jax = self.jax
@@ -572,8 +572,8 @@ class _Bench:
             eval_step = steps.jit_eval_step(
                 graphdef, config, state_sh.params, state_sh.model_state, batch_sh, regression
             )
-            it = pipeline.train_dataset(
-                datasets.model_inputs(splits["train"]),
+            it = pipeline.train_batches(
+                loading.model_inputs(splits["train"]),
                 batch_size=batch,
                 num_steps=num_steps,
                 seed=config.seed,

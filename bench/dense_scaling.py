@@ -30,14 +30,14 @@ sys.path.insert(0, ROOT)
 from configs import census as census_config  # noqa: E402
 from configs import relatedness as rel_config  # noqa: E402
 from mtl_jax import ablate, loop  # noqa: E402
-from mtl_jax.data import datasets, relatedness  # noqa: E402
+from mtl_jax.data import loading, relatedness  # noqa: E402
 
 SCALINGS = ("minmax", "standard")
 
 
 def write_relatedness_csv(seed: int, directory: str) -> dict:
     """The relatedness data of ``seed`` (binary, p = 0.5) as train/val/test CSV files."""
-    cfg = datasets.relatedness_config(rel_config.get_config(f"binary,seed={seed}").data)
+    cfg = loading.relatedness_config(rel_config.get_config(f"binary,seed={seed}").data)
     os.makedirs(directory, exist_ok=True)
     names = [f"x{i}" for i in range(cfg.input_dim)]
     for split in ("train", "val", "test"):

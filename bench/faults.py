@@ -139,12 +139,12 @@ def state_digests(workdir: str) -> tuple[str, str, int]:
 
     from mtl_jax import loop, optim, sharding
     from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
-    from mtl_jax.data import datasets, pipeline
+    from mtl_jax.data import loading, pipeline
     from mtl_jax.state import abstract_train_state
 
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     opt = optim.make_optimizer(
         config.optim, loop.total_steps(config, pipeline.num_rows(splits["train"]))
     )

@@ -21,7 +21,7 @@ paper's config (MMoE, 8 experts of 256-128 ReLU, towers of 64 with Dice, embeddi
 batch 1000, Adam lr 1e-3, no dropout, no weight decay), then predicting the test rows.
 
 * Ours runs in this process on the library's training path: the Grain pipeline
-  (``pipeline.train_dataset``), ``sharding.to_global``, the jitted, donated
+  (``pipeline.train_batches``), ``sharding.to_global``, the jitted, donated
   ``steps.jit_train_step``, and for the test rows ``eval_report.predict_split`` with
   ``steps.jit_eval_step``. The config is the library's default for ``mmoe`` (so
   ``loss.cascade=masked``, ``loss.loss_weights=(1, 0.02)``, ``optim.embedding_update=lazy_adam``);
@@ -106,7 +106,7 @@ def export_data(schema, splits: dict, path: str, model_config: dict) -> None:
 
     Args:
       schema: the ``Schema`` of ``splits``.
-      splits: ``{"train": columns, "test": columns}`` as ``datasets.load`` returns them.
+      splits: ``{"train": columns, "test": columns}`` as ``loading.load`` returns them.
       path: the ``.npz`` to write.
       model_config: ``peer_config(config)``.
     """
@@ -433,7 +433,7 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
     import jax
 
     from mtl_jax import eval_report, optim, sharding, steps
-    from mtl_jax.data import datasets, pipeline
+    from mtl_jax.data import loading, pipeline
     from mtl_jax.state import count_params, create_train_state, init_model
 
     mesh = sharding.make_mesh(config.mesh)
@@ -450,8 +450,8 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
     batch_sh = sharding.batch_sharding(mesh)
     train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh)
     train_iter = iter(
-        pipeline.train_dataset(
-            datasets.model_inputs(splits["train"]),
+        pipeline.train_batches(
+            loading.model_inputs(splits["train"]),
             batch_size=config.batch_size,
             num_steps=num_steps,
             seed=seed,
@@ -559,10 +559,10 @@ def main_bench(args) -> None:
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import throughput
 
-    from mtl_jax.data import datasets
+    from mtl_jax.data import loading
 
     t = time.perf_counter()
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     print(f"data generated in {time.perf_counter() - t:.0f} s", flush=True)
     labels = splits["test"]["labels"]
     runs = []

@@ -36,7 +36,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mtl_jax import export, loop, predict, serving  # noqa: E402
-from mtl_jax.data import datasets  # noqa: E402
+from mtl_jax.data import loading  # noqa: E402
 from mtl_jax.restore import restore_run  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def measure(args, tmp: str) -> None:
         workdir = os.path.join(tmp, "run")
         loop.train_and_evaluate(config, workdir)
     run = restore_run(workdir)
-    _, splits = datasets.load(run.config.data)
+    _, splits = loading.load(run.config.data)
     test = splits["test"]
     reps = -(-args.rows // len(test["cat"]))
     columns = {k: np.concatenate([v] * reps)[: args.rows] for k, v in test.items()}

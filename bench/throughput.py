@@ -29,7 +29,7 @@ import ml_collections  # noqa: E402
 
 from configs import common  # noqa: E402
 from mtl_jax import optim, sharding, steps  # noqa: E402
-from mtl_jax.data import datasets, pipeline  # noqa: E402
+from mtl_jax.data import loading, pipeline  # noqa: E402
 from mtl_jax.state import count_params, create_train_state, init_model  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def apply_overrides(config, items):
 
 
 def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     opt = optim.make_optimizer(config.optim, warmup + steps_to_time)
     graphdef, params, model_state = init_model(schema, config.model, config.seed)
@@ -72,8 +72,8 @@ def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
         graphdef, opt, config, state_sh, sharding.batch_sharding(mesh)
     )
     it = iter(
-        pipeline.train_dataset(
-            datasets.model_inputs(splits["train"]),
+        pipeline.train_batches(
+            loading.model_inputs(splits["train"]),
             batch_size=config.batch_size,
             num_steps=warmup + steps_to_time,
             seed=config.seed,

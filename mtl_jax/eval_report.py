@@ -34,7 +34,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mtl_jax import diagnostics, metrics
-from mtl_jax.data import datasets, pipeline
+from mtl_jax.data import loading, pipeline
 from mtl_jax.sharding import to_global
 
 
@@ -51,7 +51,7 @@ def predict_split(
     for batch in pipeline.eval_batches(
         columns, batch_size=batch_size, process_index=pi, process_count=pc
     ):
-        pred = eval_fn(params, model_state, to_global(datasets.model_inputs(batch), mesh))
+        pred = eval_fn(params, model_state, to_global(loading.model_inputs(batch), mesh))
         # Each process keeps the rows it fed; a global array's local shards are exactly those.
         local = {k: _local_rows(v) for k, v in pred.items()}
         for k in ("labels", "user", "p_true", "valid"):

@@ -26,15 +26,15 @@ flags.mark_flags_as_required(["workdir"])
 def evaluate_checkpoint(workdir: str, splits=("val", "test"), step: int | None = None) -> dict:
     """Restores ``workdir``'s checkpoint (latest or ``step``) and returns metrics per split."""
     from mtl_jax import eval_report
-    from mtl_jax.data import datasets
+    from mtl_jax.data import loading
     from mtl_jax.loop import jsonable
     from mtl_jax.restore import restore_run
 
-    bad = sorted(set(splits) - set(datasets.SPLITS))
+    bad = sorted(set(splits) - set(loading.SPLITS))
     if bad:
-        raise ValueError(f"--splits: unknown {bad}; valid splits are {list(datasets.SPLITS)}")
+        raise ValueError(f"--splits: unknown {bad}; valid splits are {list(loading.SPLITS)}")
     run = restore_run(workdir, step)
-    _, data = datasets.load(run.config.data)
+    _, data = loading.load(run.config.data)
     eval_step = run.eval_step()
     out = {"step": run.step}
     for split in splits:

@@ -19,7 +19,7 @@ from absl import logging
 from mtl_jax import config_check, eval_report, optim, resume, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.cli import UserError
-from mtl_jax.data import datasets, pipeline
+from mtl_jax.data import loading, pipeline
 from mtl_jax.logs import MetricWriter, progress, write_atomic
 from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
 
@@ -86,7 +86,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
 
     Returns the final ``{"val": metrics, "test": metrics}``.
     """
-    schema, splits, preprocessing = datasets.load_with_preprocessing(config.data)
+    schema, splits, preprocessing = loading.load_with_preprocessing(config.data)
     config_check.validate(config, schema)
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_size(config.batch_size, mesh)
@@ -106,8 +106,8 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     )()
     batch_sh = sharding.batch_sharding(mesh)
 
-    train_ds = pipeline.train_dataset(
-        datasets.model_inputs(splits["train"]),
+    train_batches = pipeline.train_batches(
+        loading.model_inputs(splits["train"]),
         batch_size=config.batch_size,
         num_steps=num_steps,
         seed=config.seed,
@@ -115,7 +115,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         process_count=jax.process_count(),
         prefetch=config.prefetch,
     )
-    train_iter = iter(train_ds)
+    train_iter = iter(train_batches)
 
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_to_keep)
@@ -153,13 +153,13 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         ckpt.close()
         train_iter.close()
         if jax.process_index() == 0:
-            print(f"{workdir}: run already finished at step {start}; nothing to do", flush=True)
+            logging.info("%s: run already finished at step %d; nothing to do", workdir, start)
             for split in ("val", "test"):
-                print(f"final {split}: " + _brief(final[split], schema), flush=True)
+                logging.info("final %s: %s", split, _brief(final[split], schema))
         return final
     if jax.process_index() == 0:
         if restored is not None:
-            print(f"{workdir}: resuming at step {start} of {num_steps}", flush=True)
+            logging.info("%s: resuming at step %d of %d", workdir, start, num_steps)
         resume.record(
             workdir,
             start,
@@ -254,10 +254,12 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     final_flags = {split: flags[split] for split in final if flags.get(split)}
     if jax.process_index() == 0:
         for split, r in final.items():
-            print(f"final {split}: " + _brief(r, schema), flush=True)
+            logging.info("final %s: %s", split, _brief(r, schema))
         for split, bad in final_flags.items():
             for task, reasons in bad.items():
-                print(f"FLAGGED {split}: task {task!r} is degenerate: {'; '.join(reasons)}")
+                logging.warning(
+                    "FLAGGED %s: task %r is degenerate: %s", split, task, "; ".join(reasons)
+                )
         write_atomic(final_path, json.dumps(jsonable(dict(final, flags=final_flags)), indent=2))
     writer.close()
     return final

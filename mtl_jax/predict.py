@@ -106,7 +106,7 @@ def load_rows(run, *, data_config=None, data_path=None, split="test", id_columns
     ``{name: array}`` for the output, and ``{field: {"missing"|"rare"|"unseen": n}}`` (empty for
     data whose columns are ids already).
     """
-    from mtl_jax.data import datasets
+    from mtl_jax.data import loading
 
     if data_path is not None:
         if run.preprocessing is None:
@@ -121,7 +121,7 @@ def load_rows(run, *, data_config=None, data_path=None, split="test", id_columns
     if id_columns:
         raise ValueError("--id-columns needs --data-path (raw files carry the named columns)")
     data_cfg = run.config.data if data_config is None else load_data_config(data_config)
-    schema, splits, prep = datasets.load_with_preprocessing(data_cfg)
+    schema, splits, prep = loading.load_with_preprocessing(data_cfg)
     if split not in splits:
         raise ValueError(f"--split {split}: expected one of {list(splits)}")
     same_prep = prep is None or (
@@ -141,11 +141,11 @@ def load_rows(run, *, data_config=None, data_path=None, split="test", id_columns
 def score(run, columns: dict, *, batch_size: int | None = None, progress: bool = True) -> dict:
     """Scores every row of ``columns`` with the run's eval step; host arrays, in row order."""
     from mtl_jax import eval_report, logs, sharding
-    from mtl_jax.data import datasets, pipeline
+    from mtl_jax.data import loading, pipeline
 
     batch_size = batch_size or run.config.eval_batch_size
     sharding.check_batch_size(batch_size, run.mesh, "--batch-size")
-    keys = set(datasets.MODEL_KEYS) - {"labels"}
+    keys = set(loading.MODEL_KEYS) - {"labels"}
     inputs = {k: v for k, v in columns.items() if k in keys}
     n = pipeline.num_rows(inputs)
     bar = logs.progress(-(-n // batch_size), desc="predict") if progress else None

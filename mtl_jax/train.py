@@ -11,6 +11,7 @@ several processes (TPU pod, SLURM, or ``--coordinator_address/--num_processes/--
 
 from __future__ import annotations
 
+import logging as py_logging
 import os
 import sys
 
@@ -72,10 +73,18 @@ def maybe_initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _own_info_only(record) -> bool:
+    """Below WARNING, only mtl_jax's own log lines (Orbax logs every file it writes at INFO)."""
+    return record.levelno >= py_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
+
+
 def main(argv):
     del argv
     if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+        logging.get_absl_handler().addFilter(_own_info_only)
     maybe_initialize_distributed()
     from mtl_jax import loop
 

@@ -8,7 +8,7 @@ import pytest
 
 from configs import census
 from mtl_jax import config_check, loop
-from mtl_jax.data import datasets
+from mtl_jax.data import loading
 from mtl_jax.models import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +29,7 @@ def test_config_matches_the_task_and_a_missing_path_is_named(monkeypatch, tmp_pa
     assert c.batch_size % 4 == 0 and c.eval_batch_size % 4 == 0
     monkeypatch.chdir(tmp_path)  # the default path is relative to the repo root
     with pytest.raises(FileNotFoundError, match=r"config.data.path='\.\./shared/data/census"):
-        datasets.load(c.data)
+        loading.load(c.data)
 
 
 def test_sample_trains_end_to_end(shared_data, tmp_path, monkeypatch):
@@ -39,7 +39,7 @@ def test_sample_trains_end_to_end(shared_data, tmp_path, monkeypatch):
     c.batch_size = 32
     c.eval_batch_size = 32
     c.num_steps = 6
-    schema, _ = datasets.load(c.data)
+    schema, _ = loading.load(c.data)
     config_check.validate(c, schema)
     final = loop.train_and_evaluate(c, str(tmp_path))
     assert set(final["test"]) >= {"income/auc", "never_married/auc", "loss"}
@@ -74,10 +74,10 @@ def test_every_suited_model_builds_on_census_and_the_others_are_refused(shared_d
         assert c.model.name == name and c.data.kind == "census" and c.loss.cascade == "none"
         c.data.path = path
         if schema is None:
-            schema, splits = datasets.load(c.data)
+            schema, splits = loading.load(c.data)
         config_check.validate(c, schema)
         model = registry.build_model(schema, c.model, seed=0)
-        batch = {k: v[:4] for k, v in datasets.model_inputs(splits["train"]).items()}
+        batch = {k: v[:4] for k, v in loading.model_inputs(splits["train"]).items()}
         out = model(batch, train=False)
         assert out["logits"].shape == (4, 2), name
         assert bool(jax.numpy.isfinite(out["logits"]).all()), name

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mtl_jax.data import datasets, readers
+from mtl_jax.data import loading, readers
 from mtl_jax.data.errors import BadLines, DataError
 from mtl_jax.data.readers import aitm, esmm
 from mtl_jax.data.schema import batch_keys
@@ -198,17 +198,21 @@ def test_split_indices_partition():
         assert 80 <= len(a) <= 140 and 80 <= len(b) <= 140
 
 
-def test_datasets_load_dispatches_and_checks_kind_and_path(shared_data, tmp_path, monkeypatch):
+def test_load_dispatches_and_checks_kind_and_path(shared_data, tmp_path, monkeypatch, caplog):
     sample = os.path.join(shared_data, "census-income", "deepctr", "census-income.sample")
-    schema, splits = datasets.load(cfg(kind="census", path=sample))
+    with caplog.at_level("INFO", logger="absl"):
+        schema, splits = loading.load(cfg(kind="census", path=sample))
     assert schema.num_tasks == 2 and len(splits["test"]["labels"]) == 20
+    # The read is reported in the absl log: kind, path, and per split rows and rates.
+    (report,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data: ")]
+    assert report.startswith(f"data: census {sample}\n") and "   20 rows" in report
     with pytest.raises(ValueError, match="config.data.kind must be one of"):
-        datasets.load(cfg(kind="nope"))
+        loading.load(cfg(kind="nope"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"config.data.path='missing/x.gz'.*does not exist"):
-        datasets.load(cfg(kind="census", path="missing/x.gz"))
+        loading.load(cfg(kind="census", path="missing/x.gz"))
     with pytest.raises(ValueError, match="config.data.path is required"):
-        datasets.load(cfg(kind="prepared"))
+        loading.load(cfg(kind="prepared"))
 
 
 # ---- bad input ----------------------------------------------------------------------------------

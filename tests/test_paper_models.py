@@ -392,18 +392,18 @@ def test_multisource_on_one_source_is_inert(objective):
 def test_multisource_on_one_source_says_so_once_in_the_log(caplog):
     from configs import paper_full
     from mtl_jax import config_check
-    from mtl_jax.data import datasets
+    from mtl_jax.data import loading
 
     config = paper_full.get_config("runlocal")
     config.data.synthetic.update(num_sources=1, num_train=500, num_val=100, num_test=100)
-    schema, _ = datasets.load(config.data)
+    schema, _ = loading.load(config.data)
     with caplog.at_level("WARNING", logger="absl"):
         config_check.validate(config, schema)
     notes = [r for r in caplog.records if "adversarial term is inert" in r.getMessage()]
     assert len(notes) == 1 and "num_sources=1" in notes[0].getMessage()
     caplog.clear()
     config.data.synthetic.num_sources = 3
-    schema, _ = datasets.load(config.data)
+    schema, _ = loading.load(config.data)
     with caplog.at_level("WARNING", logger="absl"):
         config_check.validate(config, schema)
     assert not [r for r in caplog.records if "inert" in r.getMessage()]

@@ -26,9 +26,9 @@ def tiny():
     config.model.update(embed_dim=8, num_experts=2, expert_hidden=(16,), tower_hidden=(8,))
     config.batch_size = 256
     config.eval_batch_size = 512
-    from mtl_jax.data import datasets
+    from mtl_jax.data import loading
 
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     return config, schema, splits
 
 

@@ -75,7 +75,7 @@ def test_interaction_adds_the_product_of_the_standardised_biases():
     np.testing.assert_array_equal(base["cat"], inter["cat"])
     assert not np.allclose(base["p_true"], inter["p_true"])
     model = S.latent_model(cfg)
-    assert model.bias_scale.shape == (2,) and (model.bias_scale > 0).all()
+    assert model.labels.bias_scale.shape == (2,) and (model.labels.bias_scale > 0).all()
 
 
 def test_misaligned_sources_show_other_features_but_share_the_labels():

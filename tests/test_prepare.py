@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mtl_jax import cli
-from mtl_jax.data import aliccp_writer, datasets, pipeline, prepare, shards
+from mtl_jax.data import aliccp_writer, loading, pipeline, prepare, shards
 from mtl_jax.data.errors import DataError
 from mtl_jax.data.readers import aliccp_raw as ar
 from mtl_jax.data.schema import batch_keys
@@ -105,7 +105,7 @@ def _assert_matches_raw(raw, out, meta):
         dict(kind="prepared", path=out, extra_columns=("sample_id",) + tuple(
             f"bag_{f}_ids" for f in ar.BAG_FIELDS))
     )  # fmt: skip
-    schema, splits = datasets.load(cfg)
+    schema, splits = loading.load(cfg)
     assert set(splits["train"]) == set(batch_keys(schema)) | set(cfg.extra_columns)
     for cols in splits.values():
         assert isinstance(cols["cat"], np.memmap)
@@ -176,7 +176,7 @@ def test_dense_is_the_kept_weight_minmax_scaled_by_train(raw_dir, prepared):
 
 def test_metadata_schema_and_sequence(prepared):
     out, meta = prepared
-    schema = datasets.load(ml_collections.ConfigDict(dict(kind="prepared", path=out)))[0]
+    schema = loading.load(ml_collections.ConfigDict(dict(kind="prepared", path=out)))[0]
     assert schema.user_field == "101" and schema.tasks == ("click", "order")
     assert schema.sequence.table == "127_14" and schema.sequence.target == "216"
     assert schema.sequence.max_len == LB
@@ -377,15 +377,15 @@ def test_batches_equal_the_pre_arrow_prepare(tmp_path):
         cfg = ml_collections.ConfigDict(
             dict(kind="prepared", path=str(out), extra_columns=("sample_id", *bags))
         )
-        schema, splits = datasets.load(cfg)
+        schema, splits = loading.load(cfg)
         assert json.loads(schema.to_json()) == expected["schema"]
         for s, cols in splits.items():
             for k, v in cols.items():
                 np.testing.assert_array_equal(np.asarray(v), arrays[f"{s}/{k}"], err_msg=f"{s}/{k}")
         spec = expected["train_batches"]
         it = iter(
-            pipeline.train_dataset(
-                datasets.model_inputs(splits["train"]), batch_size=spec["batch_size"],
+            pipeline.train_batches(
+                loading.model_inputs(splits["train"]), batch_size=spec["batch_size"],
                 num_steps=spec["num_steps"], seed=spec["seed"], prefetch=0,
             )
         )  # fmt: skip

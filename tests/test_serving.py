@@ -27,7 +27,7 @@ from test_train import ROOT, restore_state, runlocal
 
 from mtl_jax import eval_report, export, loop, predict, serving, sharding, steps
 from mtl_jax.cli import UserError
-from mtl_jax.data import datasets
+from mtl_jax.data import loading
 from mtl_jax.restore import restore_run
 from mtl_jax.state import abstract_model
 
@@ -56,7 +56,7 @@ def root(tmp_path_factory):
 
 def in_process_scores(workdir, config):
     """Scores of the test split as training's evaluation computes them (without restore.py)."""
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     state = restore_state(workdir, config)
     mesh = sharding.make_mesh(config.mesh)
     graphdef, _, _ = abstract_model(schema, config.model, config.seed)
@@ -102,7 +102,7 @@ def check_parity(model, root, tmp_path):
     directory = str(tmp_path / "export")
     assert export.main(["--workdir", workdir, "--out", directory, *["--onnx"] * onnx]) == 0
     served = serving.load(directory)
-    _, splits = datasets.load(config.data)
+    _, splits = loading.load(config.data)
     assert_same(served.score(splits["test"], batch_size=200), want, tasks)  # 200, 200, 112 → 128
     if onnx:
         import onnxruntime
@@ -244,7 +244,7 @@ def test_regression_run_is_evaluated_and_predicted_as_values(tmp_path):
     out = str(tmp_path / "preds.parquet")
     assert predict.main(["--workdir", workdir, "--out", out]) == 0
     got = pq.read_table(out)
-    _, splits = datasets.load(config.data)
+    _, splits = loading.load(config.data)
     labels = splits["test"]["labels"]
     for k, task in enumerate(json.load(open(os.path.join(workdir, "schema.json")))["tasks"]):
         assert f"{task}/auc" not in metrics

@@ -7,14 +7,14 @@ import pytest
 
 from configs import common
 from mtl_jax import optim, sharding, steps
-from mtl_jax.data import datasets, pipeline
+from mtl_jax.data import loading, pipeline
 from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
 
 
 def _train(shard: bool, num_steps: int = 6):
     config = common.get_base_config("runlocal")
     config.mesh.shard_embeddings = shard
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     opt = optim.make_optimizer(config.optim, num_steps)
     graphdef, _, _ = abstract_model(schema, config.model, config.seed)
@@ -26,8 +26,8 @@ def _train(shard: bool, num_steps: int = 6):
     )()
     step = steps.jit_train_step(graphdef, opt, config, state_sh, sharding.batch_sharding(mesh))
     it = iter(
-        pipeline.train_dataset(
-            datasets.model_inputs(splits["train"]),
+        pipeline.train_batches(
+            loading.model_inputs(splits["train"]),
             batch_size=config.batch_size,
             num_steps=num_steps,
             seed=0,
@@ -63,11 +63,9 @@ def test_row_sharded_step_never_assembles_a_whole_table():
     (key,) = state.params["inputs"]["tables"].keys()
     rows, dim = state.params["inputs"]["tables"][key].shape
     config = common.get_base_config("runlocal")
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
-    batch = next(
-        iter(pipeline.eval_batches(datasets.model_inputs(splits["train"]), batch_size=256))
-    )
+    batch = next(iter(pipeline.eval_batches(loading.model_inputs(splits["train"]), batch_size=256)))
     batch.pop("valid")
     hlo = step.lower(state, sharding.to_global(batch, mesh)).compile().as_text()
     # No collective produces a full [rows, dim] table: gathers and updates stay on local rows.

@@ -14,7 +14,7 @@ import pytest
 from configs import common
 from mtl_jax import loop, optim, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
-from mtl_jax.data import datasets, pipeline
+from mtl_jax.data import loading, pipeline
 from mtl_jax.state import abstract_train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +32,7 @@ def runlocal(model="mmoe", **overrides):
 
 
 def restore_state(workdir, config, step=None):
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     opt = optim.make_optimizer(
         config.optim, loop.total_steps(config, len(splits["train"]["labels"]))
@@ -86,6 +86,21 @@ def test_train_step_compiles_once(tmp_path, monkeypatch):
     monkeypatch.setattr(steps, "eval_step", traced_eval)
     config = runlocal(num_steps=12, eval_every_steps=5, checkpoint_every_steps=5, log_every_steps=3)
     loop.train_and_evaluate(config, str(tmp_path))  # raises if either step is traced twice
+
+
+def test_run_status_and_final_metrics_go_to_the_absl_log(tmp_path, caplog):
+    config = runlocal(num_steps=2, eval_every_steps=100, checkpoint_every_steps=100)
+    with caplog.at_level("INFO", logger="absl"):
+        loop.train_and_evaluate(config, str(tmp_path))
+        config.num_steps = 4
+        loop.train_and_evaluate(config, str(tmp_path))  # resumes
+        loop.train_and_evaluate(config, str(tmp_path))  # finished: trains nothing
+    lines = [r.getMessage() for r in caplog.records if r.name == "absl"]
+    assert f"{tmp_path}: resuming at step 2 of 4" in lines
+    assert f"{tmp_path}: run already finished at step 4; nothing to do" in lines
+    finals = [x for x in lines if x.startswith(("final val: ", "final test: "))]
+    assert len(finals) == 6 and all("click/auc=" in x and " loss=" in x for x in finals)
+    assert finals[2:4] == finals[4:6]  # the finished run reports the metrics it had written
 
 
 def assert_one_and_four_devices_agree(config, tmp_path, logged=("loss",)):
@@ -144,10 +159,10 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
     chex.assert_trees_all_equal(a.opt_state, b.opt_state)
 
     # The iterator in the step-10 checkpoint yields the straight run's 11th batch.
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     make = lambda: iter(
-        pipeline.train_dataset(
-            datasets.model_inputs(splits["train"]),
+        pipeline.train_batches(
+            loading.model_inputs(splits["train"]),
             batch_size=config.batch_size,
             num_steps=20,
             seed=config.seed,
@@ -185,7 +200,7 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
 
 def test_nan_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     config = runlocal(num_steps=20, checkpoint_every_steps=5, log_every_steps=50)
-    real_load = datasets.load_with_preprocessing
+    real_load = loading.load_with_preprocessing
     bad_step = 8
 
     def load_with_nan(data_cfg):
@@ -197,13 +212,13 @@ def test_nan_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeyp
         train["dense"][row, 0] = np.nan
         return schema, dict(splits, train=train), prep
 
-    monkeypatch.setattr(datasets, "load_with_preprocessing", load_with_nan)
+    monkeypatch.setattr(loading, "load_with_preprocessing", load_with_nan)
     with pytest.raises(loop.NonFiniteLossError, match=f"at step {bad_step}\\b"):
         loop.train_and_evaluate(config, str(tmp_path))
     ckpt = Checkpointer(str(tmp_path / "checkpoints"))
     assert ckpt.latest_step() == 5
     ckpt.close()
-    monkeypatch.setattr(datasets, "load_with_preprocessing", real_load)
+    monkeypatch.setattr(loading, "load_with_preprocessing", real_load)
     state = restore_state(str(tmp_path), config, step=5)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
@@ -240,7 +255,7 @@ def _one_config_state(embedding_update, num_steps):
     config = runlocal()
     config.optim.embedding_update = embedding_update
     config.mesh.data = 1
-    schema, splits = datasets.load(config.data)
+    schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     opt = optim.make_optimizer(config.optim, 100)
     graphdef, params, model_state = init_model(schema, config.model, config.seed)
@@ -248,8 +263,8 @@ def _one_config_state(embedding_update, num_steps):
     state_sh = sharding.state_sharding(state, mesh)
     step = steps.jit_train_step(graphdef, opt, config, state_sh, sharding.batch_sharding(mesh))
     it = iter(
-        pipeline.train_dataset(
-            datasets.model_inputs(splits["train"]),
+        pipeline.train_batches(
+            loading.model_inputs(splits["train"]),
             batch_size=config.batch_size,
             num_steps=num_steps,
             seed=0,
@@ -282,7 +297,7 @@ def test_sparse_updates_leave_untouched_rows_alone():
     from mtl_jax.models.embedding import table_layout
 
     config = runlocal()
-    schema, _ = datasets.load(config.data)
+    schema, _ = loading.load(config.data)
     layout = table_layout(schema, config.model.embed_dim)
     read = set()
     for i, f in enumerate(schema.categorical):

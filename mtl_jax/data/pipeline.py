@@ -69,7 +69,7 @@ def steps_per_epoch(n_rows: int, batch_size: int) -> int:
     return steps
 
 
-def train_dataset(
+def train_batches(
     columns: Columns,
     *,
     batch_size: int,

@@ -86,6 +86,7 @@ import sys
 import time
 
 import numpy as np
+from absl import logging
 
 from mtl_jax import cli
 from mtl_jax.data import shards, workers
@@ -360,7 +361,7 @@ def read_block(task: tuple[int, int, bool]) -> BlockResult:
     )
 
 
-# ---- the job ----------------------------------------------------------------------------------
+# ---- the job: state shared by the phases ------------------------------------------------------
 
 
 def _grow(a: np.ndarray, size: int) -> np.ndarray:
@@ -371,34 +372,172 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-class _Job:
-    def __init__(self, opts: AliccpOptions):
-        self.o = opts
-        self.bad = BadLines(opts.skip_bad)
-        self.idmaps = [IdMap() for _ in ar.FIELD_NAMES]
-        self.counts = [np.zeros(1, np.int64) for _ in ar.FIELD_NAMES]
-        self.dense_min = np.full(len(DENSE), np.inf)
-        self.dense_max = np.full(len(DENSE), -np.inf)
-        self.label_sums = {s: np.zeros(2, np.int64) for s in shards.SPLITS}
-        self.file_stats: dict[str, dict] = {}
+def _add_bincount(acc: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``acc`` (grown as needed) plus the occurrences of each id in ``ids``."""
+    bc = np.bincount(ids)
+    acc = _grow(acc, len(bc))
+    acc[: len(bc)] += bc
+    return acc
+
+
+class _RunReport:
+    """What a run finds besides the columns: bad lines, per-file statistics and the entries the
+    reduction left out (``metadata["dropped"]`` and ``metadata["files"]``)."""
+
+    def __init__(self, skip_bad: bool):
+        self.bad = BadLines(skip_bad)
+        self.files: dict[str, dict] = {}
         self.unknown = collections.Counter()
         self.repeats = np.zeros(ar.NUM_FIELDS, np.int64)
         self.truncated = np.zeros(ar.NUM_BAGS, np.int64)
+
+    def add_reduced(self, red: ar.Reduced, unknown_fields: dict) -> None:
+        self.unknown.update(unknown_fields)
+        self.repeats += red.repeats
+        self.truncated += red.truncated
+
+    def dropped(self) -> dict:
+        return {
+            "click0_conversion1": {
+                k: v["dropped_click0_conversion1"]
+                for k, v in self.files.items()
+                if "dropped_click0_conversion1" in v
+            },
+            "bad_lines": self.bad.to_dict(),
+            "unknown_field_entries": dict(self.unknown),
+            "repeated_single_field_entries": dict(zip(ar.FIELD_NAMES, self.repeats.tolist())),
+            "bag_entries_beyond_max_bag_len": dict(zip(ar.BAG_FIELDS, self.truncated.tolist())),
+        }
+
+
+@dataclasses.dataclass
+class _FinalIds:
+    """Pass 2's mapping of every field's provisional ids (entry 0: missing)."""
+
+    final: list[np.ndarray]  # provisional → final id (0: missing, rare or unseen)
+    classes: list[np.ndarray]  # provisional id → 0 missing, 1 kept, 2 rare, 3 unseen in training
+    vocab: dict  # metadata["vocabulary"]
+
+
+class _Vocabulary:
+    """Per field: raw id → provisional id (first seen, ``IdMap``) and the training count of each
+    provisional id; ``finalize`` turns them into the final ids."""
+
+    def __init__(self):
+        self.idmaps = [IdMap() for _ in ar.FIELD_NAMES]
+        self.counts = [np.zeros(1, np.int64) for _ in ar.FIELD_NAMES]
+
+    def encode(self, raw: np.ndarray, field: str) -> np.ndarray:
+        """Provisional ids of one field's raw ids (-1, absent → 0)."""
+        return _encode(raw, self.idmaps[ar.FIELD_INDEX[field]])
+
+    def encode_fields(self, raw: np.ndarray) -> np.ndarray:
+        """Provisional ids of [n, F] raw ids."""
+        return _encode_fields(raw, self.idmaps)
+
+    def user_raw_ids(self, cat: np.ndarray) -> np.ndarray:
+        """The raw user id 101 of rows of provisional ids (-1: absent)."""
+        user = np.full(len(cat), -1, np.int64)
+        has = cat[:, 0] > 0
+        user[has] = self.idmaps[0].raw[cat[has, 0] - 1]
+        return user
+
+    def count(self, f: int, ids: np.ndarray, weights=None) -> None:
+        size = self.idmaps[f].size + 1
+        c = self.counts[f] = _grow(self.counts[f], size)
+        bc = np.bincount(ids.ravel(), weights=weights, minlength=size)
+        c[: len(bc)] += bc.astype(np.int64) if weights is not None else bc
+
+    def count_training(self, cat: np.ndarray, bags: dict, with_bags: bool) -> None:
+        """Counts the ids of training rows: the single ids, or the bag entries of bag fields."""
+        for f, (ids, _, _) in bags.items():
+            self.count(ar.FIELD_INDEX[f], ids)
+        for f, name in enumerate(ar.FIELD_NAMES):
+            if not (with_bags and name in ar.BAG_FIELDS):
+                self.count(f, cat[:, f])
+
+    def finalize(self, min_count: int, vocab_dir: str) -> _FinalIds:
+        """Final ids 1..K by descending count (ties by raw id) of the ids with ≥ ``min_count``
+        training occurrences; writes each field's raw ids in final-id order to ``vocab_dir``."""
+        os.makedirs(vocab_dir, exist_ok=True)
+        out = _FinalIds([], [], {})
+        for f, name in enumerate(ar.FIELD_NAMES):
+            m = self.idmaps[f]
+            c = np.zeros(m.size + 1, np.int64)
+            n = min(len(self.counts[f]), m.size + 1)
+            c[:n] = self.counts[f][:n]
+            kept = np.flatnonzero(c[1:] >= min_count) + 1
+            kept = kept[np.lexsort((m.raw[kept - 1], -c[kept]))]
+            final = np.zeros(m.size + 1, np.int32)
+            final[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+            out.final.append(final)
+            np.save(os.path.join(vocab_dir, f"{name}.npy"), m.raw[kept - 1])
+            out.vocab[name] = {
+                "size": len(kept) + 1,
+                "distinct_in_train": int((c[1:] > 0).sum()),
+                "rare_ids": int(((c[1:] > 0) & (c[1:] < min_count)).sum()),
+            }
+            cls = np.where(c >= min_count, 1, np.where(c > 0, 2, 3)).astype(np.uint8)
+            cls[0] = 0
+            out.classes.append(cls)
+        return out
+
+    def user_ids(self) -> np.ndarray:
+        """Provisional → final user id: 1.. in ascending raw id order (provisional ids depend on
+        the block size), not thresholded."""
+        user_raw = self.idmaps[0].raw
+        user_map = np.zeros(len(user_raw) + 1, np.int32)
+        user_map[np.argsort(user_raw, kind="stable") + 1] = np.arange(
+            1, len(user_raw) + 1, dtype=np.int32
+        )
+        return user_map
+
+
+class _SplitTotals:
+    """Per split: label sums, rows per common-table row and per source-field id; the training
+    range of the dense columns."""
+
+    def __init__(self):
+        self.label_sums = {s: np.zeros(2, np.int64) for s in shards.SPLITS}
         self.refcounts = {s: np.zeros(0, np.int64) for s in shards.SPLITS}
         self.source_counts = {s: np.zeros(1, np.int64) for s in shards.SPLITS}
-        self.table_rows: dict[str, int] = {}
-        lb = opts.max_bag_len
-        spec = {
-            "cat": (np.int32, (ar.NUM_FIELDS,)),
-            "dense": (np.float32, (len(DENSE),)),
-            "labels": (np.float32, (len(TASKS),)),
-            "source": (np.int32, ()),
-            "user": (np.int32, ()),
-            "sample_id": (np.int64, ()),
-            "common_row": (np.int32, ()),
-        }
+        self.dense_min = np.full(len(DENSE), np.inf)
+        self.dense_max = np.full(len(DENSE), -np.inf)
+
+    def add(self, split: str, block: dict, source_field: int | None) -> None:
+        self.label_sums[split] += block["labels"].sum(axis=0).astype(np.int64)
+        self.refcounts[split] = _add_bincount(self.refcounts[split], block["common_row"])
+        if source_field is not None:
+            sf = block["cat"][:, source_field]
+            self.source_counts[split] = _add_bincount(self.source_counts[split], sf)
+        if split == "train":
+            np.minimum(self.dense_min, block["dense"].min(axis=0), out=self.dense_min)
+            np.maximum(self.dense_max, block["dense"].max(axis=0), out=self.dense_max)
+
+    def dense_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training min and max of each dense column (0 for a column without values)."""
+        lo = np.where(np.isfinite(self.dense_min), self.dense_min, 0.0)
+        hi = np.where(np.isfinite(self.dense_max), self.dense_max, 0.0)
+        return lo, hi
+
+
+_SPLIT_COLUMNS = {
+    "cat": (np.int32, (ar.NUM_FIELDS,)),
+    "dense": (np.float32, (len(DENSE),)),
+    "labels": (np.float32, (len(TASKS),)),
+    "source": (np.int32, ()),
+    "user": (np.int32, ()),
+    "sample_id": (np.int64, ()),
+    "common_row": (np.int32, ()),
+}
+
+
+class _SplitWriters:
+    """The writers of every split's columns and of its ragged item-side bags."""
+
+    def __init__(self, opts: AliccpOptions):
         self.writers = {
-            s: shards.SplitWriter(os.path.join(opts.out, s), spec) for s in shards.SPLITS
+            s: shards.SplitWriter(os.path.join(opts.out, s), _SPLIT_COLUMNS) for s in shards.SPLITS
         }
         self.ragged = {
             s: {
@@ -411,140 +550,215 @@ class _Job:
                         os.path.join(opts.out, s, f"ragged_bag_{f}_w.npy"), np.float32
                     ),
                 )
-                for f in (ar.SKELETON_BAGS if lb else ())
+                for f in (ar.SKELETON_BAGS if opts.max_bag_len else ())
             }
             for s in shards.SPLITS
         }  # fmt: skip
 
-    # -- phase C --------------------------------------------------------------------------------
-    def run_common(self, split: str, bar) -> None:
-        o, lb = self.o, self.o.max_bag_len
-        path = os.path.join(o.raw_dir, SPLIT_FILES[split][1])
-        table_dir = os.path.join(o.out, TABLES[split])
-        spec = {"cat": (np.int32, (ar.NUM_FIELDS,)), "dense_w": (np.float32, (len(DENSE),))}
-        for f in ar.BAG_FIELDS if lb else ():
-            spec[f"bag_{f}_ids"] = (np.int32, (lb,))
-            spec[f"bag_{f}_w"] = (np.float32, (lb,))
-        writer = shards.SplitWriter(table_dir, spec)
-        keys, lines, bad_keys = [], [], []
-        self.common_skeleton_slots = set()
-        stats = {"lines": 0, "rows": 0}
-        first_line, row0 = 1, 0
-        _CTX.clear()
-        _CTX.update(common=path, max_bag_len=lb)
-        try:
-            tasks = ar.plan_blocks(path, o.chunk_bytes)
-            for res in workers.ordered_map(
-                read_common_block, tasks, o.workers, shared_bytes=4 * o.chunk_bytes + (1 << 20)
-            ):
-                for i, reason, msg in res.problems:
-                    self.bad.bad(path, first_line + i, msg, reason)
-                self.unknown.update(res.unknown_fields)
-                self.repeats += res.red.repeats
-                self.truncated += res.red.truncated
-                n = len(res.keys)
-                block = {
-                    "cat": _encode_fields(res.red.raw, self.idmaps),
-                    "dense_w": res.red.w[:, _DENSE_INDEX],
-                }
-                for s, f in enumerate(ar.BAG_FIELDS if lb else ()):
-                    b = res.red.bags.get(s)
-                    if b is None:
-                        block[f"bag_{f}_ids"] = np.zeros((n, lb), np.int32)
-                        block[f"bag_{f}_w"] = np.zeros((n, lb), np.float32)
-                    else:
-                        if s in _SKELETON_SLOTS and len(b[0]):
-                            self.common_skeleton_slots.add(s)
-                        enc = _encode(b[0], self.idmaps[ar.FIELD_INDEX[f]])
-                        block[f"bag_{f}_ids"], block[f"bag_{f}_w"] = ar.padded((enc, *b[1:]), lb)
-                writer.append(block)
-                keys.append(res.keys.copy())
-                lines.append(first_line + res.lines)
-                bad_keys.append(res.bad_keys.copy())
-                first_line += res.n_lines
-                stats["lines"] += res.n_lines
-                stats["rows"] += n
-                row0 += n
-                bar.update(res.nbytes)
-        except BaseException:
-            writer.close()
-            raise
-        finally:
-            _close_fds()
-            _CTX.clear()
-        writer.close()
-        keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-        lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
-        order = np.argsort(keys, kind="stable")
-        keys, rows, lines = keys[order], order.astype(np.int64), lines[order]
-        dup = np.flatnonzero(keys[1:] == keys[:-1]) + 1
-        for i in dup[np.argsort(lines[dup], kind="stable")].tolist():  # in line order
-            first = i - 1
-            while first > 0 and keys[first - 1] == keys[i]:
-                first -= 1
-            self.bad.bad(
-                path,
-                int(lines[i]),
-                f"common_feature_index {int(keys[i]):016x} repeats the key of line "
-                f"{int(lines[first])}",
-                "duplicate common_feature_index",
-            )
-        if len(dup):  # the first line of a key wins
-            keep = np.ones(len(keys), bool)
-            keep[dup] = False
-            keys, rows, lines = keys[keep], rows[keep], lines[keep]
-        self.index = (keys, rows, lines)
-        self.bad_keys = np.unique(np.concatenate(bad_keys)) if bad_keys else np.zeros(0, np.uint64)
-        self.table_rows[TABLES[split]] = row0
-        stats["keys"] = len(keys)
-        self.file_stats[SPLIT_FILES[split][1]] = stats
+    def append(self, split: str, block: dict, bags: dict) -> None:
+        """Appends rows: ``block`` the columns, ``bags`` field → (ids, w, lengths) ragged."""
+        self.writers[split].append(block)
+        for f, (ids, w, n) in bags.items():
+            ids_writer, w_writer = self.ragged[split][f]
+            ids_writer.append(n, ids)
+            w_writer.append(w)
 
-    # -- phase S --------------------------------------------------------------------------------
-    def run_skeleton(self, split: str, bar) -> None:
-        o = self.o
+    def close(self) -> dict[str, int]:
+        """Closes every writer; returns the rows per split."""
+        rows = {s: w.close() for s, w in self.writers.items()}
+        for per in self.ragged.values():
+            for ids_writer, w_writer in per.values():
+                ids_writer.close()
+                w_writer.close()
+        return rows
+
+
+class _Job:
+    """The state one ``prepare aliccp`` run builds up over its phases."""
+
+    def __init__(self, opts: AliccpOptions):
+        self.opts = opts
+        self.report = _RunReport(opts.skip_bad)
+        self.vocab = _Vocabulary()
+        self.totals = _SplitTotals()
+        self.columns = _SplitWriters(opts)
+        self.table_rows: dict[str, int] = {}  # rows of each common table
+
+
+# ---- phase C: the common-features file → the common table (main side) -----------------------
+
+
+@dataclasses.dataclass
+class _CommonIndex:
+    """What phase S needs of a common table: its sorted keys → rows, the keys of bad common
+    lines, and the item-side bags that occur in common lines."""
+
+    keys: np.ndarray
+    rows: np.ndarray
+    bad_keys: np.ndarray
+    skeleton_slots: list[int]
+
+
+def _common_columns(lb: int) -> dict:
+    spec = {"cat": (np.int32, (ar.NUM_FIELDS,)), "dense_w": (np.float32, (len(DENSE),))}
+    for f in ar.BAG_FIELDS if lb else ():
+        spec[f"bag_{f}_ids"] = (np.int32, (lb,))
+        spec[f"bag_{f}_w"] = (np.float32, (lb,))
+    return spec
+
+
+def _common_rows(res: CommonResult, vocab: _Vocabulary, lb: int, slots: set) -> dict:
+    """The common-table rows of one block (provisional ids); adds to ``slots`` the item-side bags
+    the block's common lines hold."""
+    n = len(res.keys)
+    block = {"cat": vocab.encode_fields(res.red.raw), "dense_w": res.red.w[:, _DENSE_INDEX]}
+    for s, f in enumerate(ar.BAG_FIELDS if lb else ()):
+        b = res.red.bags.get(s)
+        if b is None:
+            block[f"bag_{f}_ids"] = np.zeros((n, lb), np.int32)
+            block[f"bag_{f}_w"] = np.zeros((n, lb), np.float32)
+            continue
+        if s in _SKELETON_SLOTS and len(b[0]):
+            slots.add(s)
+        block[f"bag_{f}_ids"], block[f"bag_{f}_w"] = ar.padded((vocab.encode(b[0], f), *b[1:]), lb)
+    return block
+
+
+def _key_index(path: str, keys: list, lines: list, bad: BadLines) -> tuple[np.ndarray, ...]:
+    """Sorted keys and their table rows; a repeated key is a bad line (the first line wins)."""
+    keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, rows, lines = keys[order], order.astype(np.int64), lines[order]
+    dup = np.flatnonzero(keys[1:] == keys[:-1]) + 1
+    for i in dup[np.argsort(lines[dup], kind="stable")].tolist():  # in line order
+        first = i - 1
+        while first > 0 and keys[first - 1] == keys[i]:
+            first -= 1
+        bad.bad(
+            path,
+            int(lines[i]),
+            f"common_feature_index {int(keys[i]):016x} repeats the key of line {int(lines[first])}",
+            "duplicate common_feature_index",
+        )
+    keep = np.ones(len(keys), bool)
+    keep[dup] = False
+    return keys[keep], rows[keep]
+
+
+def _read_common_table(job: _Job, split: str, bar) -> _CommonIndex:
+    """Phase C: writes the common table of a split's file pair; returns its index."""
+    opts, lb = job.opts, job.opts.max_bag_len
+    path = os.path.join(opts.raw_dir, SPLIT_FILES[split][1])
+    writer = shards.SplitWriter(os.path.join(opts.out, TABLES[split]), _common_columns(lb))
+    keys, lines, bad_keys, slots = [], [], [], set()
+    stats = {"lines": 0, "rows": 0}
+    first_line = 1
+    _CTX.clear()
+    _CTX.update(common=path, max_bag_len=lb)
+    try:
+        tasks = ar.plan_blocks(path, opts.chunk_bytes)
+        for res in workers.ordered_map(
+            read_common_block, tasks, opts.workers, shared_bytes=4 * opts.chunk_bytes + (1 << 20)
+        ):
+            for i, reason, msg in res.problems:
+                job.report.bad.bad(path, first_line + i, msg, reason)
+            job.report.add_reduced(res.red, res.unknown_fields)
+            writer.append(_common_rows(res, job.vocab, lb, slots))
+            keys.append(res.keys.copy())
+            lines.append(first_line + res.lines)
+            bad_keys.append(res.bad_keys.copy())
+            first_line += res.n_lines
+            stats["lines"] += res.n_lines
+            stats["rows"] += len(res.keys)
+            bar.update(res.nbytes)
+    finally:
+        writer.close()
+        _close_fds()
+        _CTX.clear()
+    index_keys, index_rows = _key_index(path, keys, lines, job.report.bad)
+    job.table_rows[TABLES[split]] = stats["rows"]
+    stats["keys"] = len(index_keys)
+    job.report.files[SPLIT_FILES[split][1]] = stats
+    return _CommonIndex(
+        keys=index_keys,
+        rows=index_rows,
+        bad_keys=np.unique(np.concatenate(bad_keys)) if bad_keys else np.zeros(0, np.uint64),
+        skeleton_slots=sorted(slots),
+    )
+
+
+# ---- phase S: the skeleton file → the splits (main side) --------------------------------------
+
+
+def _split_bag_rows(bag: tuple, idx: np.ndarray | None) -> tuple:
+    """The entries (ids, w, lengths) of rows ``idx`` (None: all) of a ragged bag."""
+    ids, w, n = bag
+    if idx is None:
+        return bag
+    chosen = np.zeros(len(n), bool)
+    chosen[idx] = True
+    m = np.repeat(chosen, n)
+    return ids[m], w[m], n[idx]
+
+
+class _SkeletonJoin:
+    """Phase S for one split file pair: joins every impression to its common row, assigns it to
+    a split and appends it there. An impression with its own entries of a common bag gets a
+    common-table row of its own (an *override*, appended to the table at the end)."""
+
+    def __init__(self, job: _Job, split: str, index: _CommonIndex):
+        self.job, self.opts, self.split, self.index = job, job.opts, split, index
         sk_name, cm_name = SPLIT_FILES[split]
-        sk_path = os.path.join(o.raw_dir, sk_name)
-        cm_path = os.path.join(o.raw_dir, cm_name)
-        table_dir = os.path.join(o.out, TABLES[split])
-        stats = {"lines": 0, "rows": 0, "dropped_click0_conversion1": 0, "missing_common": 0}
-        self.overrides: list = []  # common-table rows of impressions with own common bags
-        self.table_dir = table_dir
-        self.next_table_row = self.table_rows[TABLES[split]]
+        self.sk_name = sk_name
+        self.sk_path = os.path.join(self.opts.raw_dir, sk_name)
+        self.cm_path = os.path.join(self.opts.raw_dir, cm_name)
+        self.table = TABLES[split]
+        self.table_dir = os.path.join(self.opts.out, self.table)
+        self.overrides: list[dict] = []
+        self.next_table_row = job.table_rows[self.table]
+        self.stats = {"lines": 0, "rows": 0, "dropped_click0_conversion1": 0, "missing_common": 0}
+        f = self.opts.source_field
+        self.source_field = None if f is None else ar.FIELD_INDEX[f]
+
+    def run(self, bar) -> None:
+        opts, index = self.opts, self.index
         _CTX.clear()
         _CTX.update(
-            skeleton=sk_path, index_keys=self.index[0], index_rows=self.index[1],
-            bad_keys=self.bad_keys, max_bag_len=o.max_bag_len, table_dir=table_dir,
-            common_skeleton_slots=sorted(self.common_skeleton_slots),
+            skeleton=self.sk_path, index_keys=index.keys, index_rows=index.rows,
+            bad_keys=index.bad_keys, max_bag_len=opts.max_bag_len, table_dir=self.table_dir,
+            common_skeleton_slots=index.skeleton_slots,
         )  # fmt: skip
         first_line = 1
         try:
-            tasks = ar.plan_blocks(sk_path, o.chunk_bytes)
+            tasks = ar.plan_blocks(self.sk_path, opts.chunk_bytes)
             for res in workers.ordered_map(
-                read_block, tasks, o.workers, shared_bytes=8 * o.chunk_bytes + (1 << 20)
+                read_block, tasks, opts.workers, shared_bytes=8 * opts.chunk_bytes + (1 << 20)
             ):
-                self._report(res, first_line, sk_path, cm_path, stats)
-                self._consume(res, split, first_line)
+                self._report(res, first_line)
+                self._consume(res, first_line)
                 first_line += res.n_lines
-                stats["lines"] += res.n_lines
-                stats["rows"] += len(res.rows)
-                stats["dropped_click0_conversion1"] += res.anomalies
+                self.stats["lines"] += res.n_lines
+                self.stats["rows"] += len(res.rows)
+                self.stats["dropped_click0_conversion1"] += res.anomalies
                 bar.update(res.nbytes)
         finally:
             _close_fds()
             _CTX.clear()
-        self._write_overrides(table_dir)
-        self.table_rows[TABLES[split]] = self.next_table_row
+        self._write_overrides()
+        self.job.table_rows[self.table] = self.next_table_row
         # The table's single ids, weights and item-side bags served the join only.
         names = ["cat", "dense_w"]
         names += [f"bag_{f}_{k}" for f in ar.SKELETON_BAGS for k in ("ids", "w")]
         for name in names:
-            p = os.path.join(table_dir, f"{name}.npy")
+            p = os.path.join(self.table_dir, f"{name}.npy")
             if os.path.exists(p):
                 os.remove(p)
-        self.file_stats[sk_name] = stats
+        self.job.report.files[self.sk_name] = self.stats
 
-    def _report(self, res: BlockResult, first_line: int, sk_path, cm_path, stats) -> None:
+    def _report(self, res: BlockResult, first_line: int) -> None:
         """Problems of a block in line order: raise the first, or count them all."""
+        sk_path, cm_path, report = self.sk_path, self.cm_path, self.job.report
         events = [(i, 0, reason, msg) for i, reason, msg in res.problems]
         events += [
             (
@@ -560,7 +774,7 @@ class _Job:
         for i, kind, reason, msg in events:
             line = first_line + i
             if kind == 2:  # the impression is fine; its common line was bad (already counted)
-                self.bad.add(
+                report.bad.add(
                     "impression of a bad common_features line",
                     1,
                     f"{sk_path}:{line}: the common_features line of its key {msg} in {cm_path} "
@@ -568,61 +782,21 @@ class _Job:
                 )
             else:
                 if kind == 1:
-                    stats["missing_common"] += 1
-                self.bad.bad(sk_path, line, msg, reason)
-        self.unknown.update(res.unknown_fields)
-        self.repeats += res.sk.repeats
-        self.truncated += res.sk.truncated
+                    self.stats["missing_common"] += 1
+                report.bad.bad(sk_path, line, msg, reason)
+        report.add_reduced(res.sk, res.unknown_fields)
 
-    def _consume(self, res: BlockResult, split: str, first_line: int) -> None:
-        R = len(res.rows)
-        if R == 0:
+    def _consume(self, res: BlockResult, first_line: int) -> None:
+        """Joins a block's rows and appends each to its split."""
+        if len(res.rows) == 0:
             return
-        o, lb = self.o, self.o.max_bag_len
-        sk_cat = _encode_fields(res.sk.raw, self.idmaps)
+        sk_cat = self.job.vocab.encode_fields(res.sk.raw)
         own = sk_cat > 0
         cat = np.where(own, sk_cat, res.cm_cat)
-        di = _DENSE_INDEX
-        dense = np.where(own[:, di], res.sk.w[:, di], res.cm_w)
-        crow = res.crow.copy()
-        bags = {}  # skeleton bag field → (ids provisional, w, lengths [R]): ragged rows
-        for s in _SKELETON_SLOTS if lb else ():
-            f = ar.BAG_FIELDS[s]
-            own = res.sk.bags.get(s, (np.zeros(0, np.int64), np.zeros(0, np.float32), None))
-            n = np.zeros(R, np.int32) if own[2] is None else own[2]
-            ids, w = _encode(own[0], self.idmaps[ar.FIELD_INDEX[f]]), own[1]
-            if s in res.cm_bags:  # rows without own entries take their common line's (rare)
-                p_ids, p_w = ar.padded((ids, w, n), lb)
-                use = n == 0
-                p_ids[use], p_w[use] = res.cm_bags[s][0][use], res.cm_bags[s][1][use]
-                n = (p_ids > 0).sum(axis=1).astype(np.int32)  # entries are left-packed
-                keep = np.arange(lb)[None, :] < n[:, None]
-                ids, w = p_ids[keep], p_w[keep]
-            bags[f] = (ids, w, n)
-        for s in _COMMON_SLOTS if lb else ():  # own common bags: a table row of its own
-            own_bag = res.sk.bags.get(s)
-            if own_bag is None:
-                continue
-            for r in np.flatnonzero(own_bag[2] > 0).tolist():
-                crow[r] = self._override(crow[r], r, res)
-        if split == "test":
-            parts = {"test": None}
-        else:
-            if o.val_split == "random":
-                h = unit_hash(first_line + res.rows, o.seed)
-            else:
-                user = np.full(R, -1, np.int64)  # the raw user id 101 (-1: absent)
-                has = cat[:, 0] > 0
-                user[has] = self.idmaps[0].raw[cat[has, 0] - 1]
-                ident = np.where(
-                    user >= 0,
-                    user.astype(np.uint64) << np.uint64(1),
-                    (res.keys << np.uint64(1)) | np.uint64(1),
-                )
-                h = unit_hash(ident, o.seed)
-            is_val = h < o.val_fraction
-            parts = {"train": np.flatnonzero(~is_val), "val": np.flatnonzero(is_val)}
-        for s, idx in parts.items():
+        dense = np.where(own[:, _DENSE_INDEX], res.sk.w[:, _DENSE_INDEX], res.cm_w)
+        bags = self._item_bags(res)
+        crow = self._common_rows(res)
+        for s, idx in self._assign(res, cat, first_line).items():
             if idx is not None and not len(idx):
                 continue
 
@@ -639,43 +813,65 @@ class _Job:
                 "sample_id": rows(res.sample_id),
                 "common_row": rows(crow).astype(np.int32),
             }
-            self.writers[s].append(block)
-            for f, (ids, w, n) in bags.items():
-                if idx is not None:  # this split's rows' entries
-                    chosen = np.zeros(R, bool)
-                    chosen[idx] = True
-                    m = np.repeat(chosen, n)
-                    ids, w, n = ids[m], w[m], n[idx]
-                rw, ww = self.ragged[s][f]
-                rw.append(n, ids)
-                ww.append(w)
-                if s == "train":
-                    self._add_counts(ar.FIELD_INDEX[f], ids)
-            self.label_sums[s] += block["labels"].sum(axis=0).astype(np.int64)
-            bc = np.bincount(block["common_row"])
-            rc = self.refcounts[s] = _grow(self.refcounts[s], len(bc))
-            rc[: len(bc)] += bc
-            if o.source_field is not None:
-                sf = c[:, ar.FIELD_INDEX[o.source_field]]
-                bc = np.bincount(sf)
-                sc = self.source_counts[s] = _grow(self.source_counts[s], len(bc))
-                sc[: len(bc)] += bc
+            split_bags = {f: _split_bag_rows(bag, idx) for f, bag in bags.items()}
+            self.job.columns.append(s, block, split_bags)
+            self.job.totals.add(s, block, self.source_field)
             if s == "train":
-                for f, name in enumerate(ar.FIELD_NAMES):
-                    if not (lb and name in ar.BAG_FIELDS):
-                        self._add_counts(f, c[:, f])
-                np.minimum(self.dense_min, block["dense"].min(axis=0), out=self.dense_min)
-                np.maximum(self.dense_max, block["dense"].max(axis=0), out=self.dense_max)
+                self.job.vocab.count_training(c, split_bags, bool(self.opts.max_bag_len))
 
-    def _add_counts(self, f: int, ids: np.ndarray, weights=None) -> None:
-        size = self.idmaps[f].size + 1
-        c = self.counts[f] = _grow(self.counts[f], size)
-        bc = np.bincount(ids.ravel(), weights=weights, minlength=size)
-        c[: len(bc)] += bc.astype(np.int64) if weights is not None else bc
+    def _item_bags(self, res: BlockResult) -> dict:
+        """Skeleton bag field → (provisional ids, w, lengths [R]) of the block's rows: their own
+        entries, or their common line's where they have none (rare)."""
+        lb, R = self.opts.max_bag_len, len(res.rows)
+        bags = {}
+        for s in _SKELETON_SLOTS if lb else ():
+            f = ar.BAG_FIELDS[s]
+            own = res.sk.bags.get(s, (np.zeros(0, np.int64), np.zeros(0, np.float32), None))
+            n = np.zeros(R, np.int32) if own[2] is None else own[2]
+            ids, w = self.job.vocab.encode(own[0], f), own[1]
+            if s in res.cm_bags:
+                p_ids, p_w = ar.padded((ids, w, n), lb)
+                use = n == 0
+                p_ids[use], p_w[use] = res.cm_bags[s][0][use], res.cm_bags[s][1][use]
+                n = (p_ids > 0).sum(axis=1).astype(np.int32)  # entries are left-packed
+                keep = np.arange(lb)[None, :] < n[:, None]
+                ids, w = p_ids[keep], p_w[keep]
+            bags[f] = (ids, w, n)
+        return bags
+
+    def _common_rows(self, res: BlockResult) -> np.ndarray:
+        """Each row's common-table row: its key's, or an override where it has own entries of
+        a common bag."""
+        crow = res.crow.copy()
+        for s in _COMMON_SLOTS if self.opts.max_bag_len else ():
+            own_bag = res.sk.bags.get(s)
+            if own_bag is None:
+                continue
+            for r in np.flatnonzero(own_bag[2] > 0).tolist():
+                crow[r] = self._override(crow[r], r, res)
+        return crow
+
+    def _assign(self, res: BlockResult, cat: np.ndarray, first_line: int) -> dict:
+        """Split → the block's row indices in it (None: all rows)."""
+        opts = self.opts
+        if self.split == "test":
+            return {"test": None}
+        if opts.val_split == "random":
+            h = unit_hash(first_line + res.rows, opts.seed)
+        else:
+            user = self.job.vocab.user_raw_ids(cat)
+            ident = np.where(
+                user >= 0,
+                user.astype(np.uint64) << np.uint64(1),
+                (res.keys << np.uint64(1)) | np.uint64(1),
+            )
+            h = unit_hash(ident, opts.seed)
+        is_val = h < opts.val_fraction
+        return {"train": np.flatnonzero(~is_val), "val": np.flatnonzero(is_val)}
 
     def _override(self, crow: int, r: int, res: BlockResult) -> int:
         """A new table row: the key's common bags with this impression's own ones instead."""
-        lb = self.o.max_bag_len
+        lb = self.opts.max_bag_len
         row = {}
         for s in _COMMON_SLOTS:
             f = ar.BAG_FIELDS[s]
@@ -684,7 +880,7 @@ class _Job:
                 off, k = int(own[2][:r].sum()), int(own[2][r])
                 ids = np.zeros(lb, np.int32)
                 w = np.zeros(lb, np.float32)
-                ids[:k] = _encode(own[0][off : off + k], self.idmaps[ar.FIELD_INDEX[f]])
+                ids[:k] = self.job.vocab.encode(own[0][off : off + k], f)
                 w[:k] = own[1][off : off + k]
             else:
                 ids, w = self._table_row(f, crow)
@@ -697,200 +893,193 @@ class _Job:
     def _table_row(self, f: str, crow: int):
         base = self.next_table_row - len(self.overrides)  # the first override row
         if crow >= base:
-            o = self.overrides[crow - base]
-            return o[f"bag_{f}_ids"], o[f"bag_{f}_w"]
+            row = self.overrides[crow - base]
+            return row[f"bag_{f}_ids"], row[f"bag_{f}_w"]
         ids = np.load(os.path.join(self.table_dir, f"bag_{f}_ids.npy"), mmap_mode="r")[crow]
         w = np.load(os.path.join(self.table_dir, f"bag_{f}_w.npy"), mmap_mode="r")[crow]
         return np.array(ids), np.array(w)
 
-    def _write_overrides(self, table_dir: str) -> None:
+    def _write_overrides(self) -> None:
         if not self.overrides:
             return
         for name in self.overrides[0]:
-            w = shards.ColumnWriter.reopen(os.path.join(table_dir, f"{name}.npy"))
-            w.append(np.stack([o[name] for o in self.overrides]))
+            w = shards.ColumnWriter.reopen(os.path.join(self.table_dir, f"{name}.npy"))
+            w.append(np.stack([row[name] for row in self.overrides]))
             w.close()
         self.overrides = []
 
-    def abort(self) -> None:
-        for w in self.writers.values():
-            w.close()
-        for per in self.ragged.values():
-            for rw, ww in per.values():
-                rw.close()
-                ww.close()
 
-    # -- pass 2 -----------------------------------------------------------------------------
-    def finish(self) -> dict:
-        o, lb = self.o, self.o.max_bag_len
-        rows = {s: w.close() for s, w in self.writers.items()}
-        for per in self.ragged.values():
-            for rw, ww in per.values():
-                rw.close()
-                ww.close()
-        train_table = TABLES["train"]
-        if lb:  # the common bags count once per training row of their key
-            k = self.table_rows[train_table]
-            rc = np.pad(self.refcounts["train"], (0, k))[:k]
-            for f in ar.COMMON_BAGS:
-                for a, ids in _table_chunks(o.out, train_table, f"bag_{f}_ids"):
-                    w = np.repeat(rc[a : a + len(ids)].astype(np.float64), lb)
-                    self._add_counts(ar.FIELD_INDEX[f], ids, weights=w)
-        os.makedirs(os.path.join(o.out, "vocab"), exist_ok=True)
-        finals, vocab = [], {}
-        for f, name in enumerate(ar.FIELD_NAMES):
-            m = self.idmaps[f]
-            c = np.zeros(m.size + 1, np.int64)
-            n = min(len(self.counts[f]), m.size + 1)
-            c[:n] = self.counts[f][:n]
-            self.counts[f] = c
-            kept = np.flatnonzero(c[1:] >= o.min_count) + 1
-            kept = kept[np.lexsort((m.raw[kept - 1], -c[kept]))]
-            final = np.zeros(m.size + 1, np.int32)
-            final[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
-            finals.append(final)
-            np.save(os.path.join(o.out, "vocab", f"{name}.npy"), m.raw[kept - 1])
-            vocab[name] = {
-                "size": len(kept) + 1,
-                "distinct_in_train": int((c[1:] > 0).sum()),
-                "rare_ids": int(((c[1:] > 0) & (c[1:] < o.min_count)).sum()),
-            }
-        lo = np.where(np.isfinite(self.dense_min), self.dense_min, 0.0)
-        hi = np.where(np.isfinite(self.dense_max), self.dense_max, 0.0)
-        # Users: 1.. in ascending raw id order (provisional ids depend on the block size).
-        user_raw = self.idmaps[0].raw
-        user_map = np.zeros(len(user_raw) + 1, np.int32)
-        user_map[np.argsort(user_raw, kind="stable") + 1] = np.arange(
-            1, len(user_raw) + 1, dtype=np.int32
-        )
-        # Class of every provisional id: 0 missing (id 0), 1 kept, 2 rare, 3 unseen in training.
-        classes = []
-        for c in self.counts:
-            cls = np.where(c >= o.min_count, 1, np.where(c > 0, 2, 3)).astype(np.uint8)
-            cls[0] = 0
-            classes.append(cls)
-        sources = self._sources(finals) if o.source_field is not None else None
-        _CTX.clear()
-        # One table over all fields (field f's provisional id p is entry offsets[f] + p), so a
-        # block of rows is remapped with one gather instead of one per field.
-        offsets = np.cumsum([0] + [len(f) for f in finals[:-1]]).astype(np.int32)
-        field_of = np.repeat(np.arange(ar.NUM_FIELDS, dtype=np.int32), [len(f) for f in finals])
-        _CTX.update(
-            out=o.out, final=np.concatenate(finals), offsets=offsets,
-            cls=np.concatenate(classes), code=np.concatenate(classes) + 4 * field_of,
-            user_map=user_map, scale=_dense_scaling(lo, hi), max_bag_len=lb,
-            source_of=None if sources is None else sources["of_final_id"],
-            source_field=None if o.source_field is None else ar.FIELD_INDEX[o.source_field],
-        )  # fmt: skip
-        tasks = [
-            ("rows", s, a, min(rows[s], a + _REMAP_TASK_ROWS))
-            for s in shards.SPLITS
-            for a in range(0, rows[s], _REMAP_TASK_ROWS)
-        ]
-        for s in shards.SPLITS if lb else ():
-            for f in ar.SKELETON_BAGS:
-                n = shards.column_spec(os.path.join(o.out, s))[f"ragged_bag_{f}_ids"]["shape"][0]
-                tasks += [
-                    ("flat", s, f"ragged_bag_{f}_ids", f, a, min(n, a + 16 * _REMAP_TASK_ROWS))
-                    for a in range(0, n, 16 * _REMAP_TASK_ROWS)
-                ]
-        for t in TABLES.values() if lb else ():
-            for f in ar.COMMON_BAGS:
-                tasks.append(("table", t, f"bag_{f}_ids", f, 0, self.table_rows[t]))
-        # A common-table row counts once per row of each split that joins it.
-        _CTX["refcounts"] = {
-            s: np.pad(rc, (0, max(0, self.table_rows[SPLIT_TABLE[s]] - len(rc))))
-            for s, rc in self.refcounts.items()
-        }
-        counts = {s: np.zeros((ar.NUM_FIELDS + ar.NUM_BAGS, 4), np.int64) for s in shards.SPLITS}
-        try:
-            for task, c in zip(tasks, workers.ordered_map(remap, tasks, o.workers)):
-                if task[0] == "rows":
-                    counts[task[1]] += c
-                elif task[0] == "flat":
-                    counts[task[1]][ar.NUM_FIELDS + ar.BAG_FIELDS.index(task[3])] += c
-                else:
-                    for s, cs in c.items():
-                        counts[s][ar.NUM_FIELDS + ar.BAG_FIELDS.index(task[3])] += cs
-        finally:
-            _CTX.clear()
-        meta_splits, id_stats = {}, {}
-        for s in shards.SPLITS:
-            c = counts[s]
-            id_stats[s] = {
-                "fields": {
-                    name: {k: int(v) for k, v in zip(_CLASSES, c[f]) if k != "kept"}
-                    for f, name in enumerate(ar.FIELD_NAMES)
-                }
-            }
-            if lb:
-                id_stats[s]["bags"] = {
-                    name: {
-                        "entries": int(c[ar.NUM_FIELDS + b, 1:].sum()),
-                        "rare": int(c[ar.NUM_FIELDS + b, 2]),
-                        "unseen": int(c[ar.NUM_FIELDS + b, 3]),
-                    }
-                    for b, name in enumerate(ar.BAG_FIELDS)
-                }
-            clicks, orders = (int(x) for x in self.label_sums[s])
-            n = rows[s]
-            meta_splits[s] = {
-                "rows": n,
-                "columns": shards.column_spec(os.path.join(o.out, s)),
-                "clicks": clicks,
-                "conversions": orders,
-                "click_rate": clicks / n if n else 0.0,
-                "conversion_rate": orders / n if n else 0.0,
-                "cvr": orders / clicks if clicks else 0.0,
-            }
-        tables = {
-            t: {"rows": self.table_rows[t], "columns": shards.column_spec(os.path.join(o.out, t))}
-            for t in TABLES.values()
-        }
-        return {
-            "splits": meta_splits,
-            "tables": tables,
-            "vocab": vocab,
-            "ids": id_stats,
-            "dense": (lo, hi),
-            "sources": sources,
-        }
+# ---- pass 2: vocabularies, then every column remapped in place (main side) --------------------
 
-    def _sources(self, finals: list[np.ndarray]) -> dict:
-        """Source ids of the ``--source-field`` values (see the module docstring)."""
-        f = ar.FIELD_INDEX[self.o.source_field]
-        final = finals[f]
-        kept = int(final.max())
-        per_split = {}
-        other = False
-        for s, c in self.source_counts.items():
-            c = np.pad(c, (0, max(0, len(final) - len(c))))[: len(final)]
-            per_split[s] = np.bincount(final, weights=c, minlength=kept + 1).astype(np.int64)
-            other |= bool(per_split[s][0])
-        num = kept + int(other)
-        of_final_id = np.concatenate([[kept], np.arange(kept)]).astype(np.int32)
-        raw = self.idmaps[f].raw
-        kept_prov = np.flatnonzero(final)  # provisional ids in vocabulary order
-        kept_prov = kept_prov[np.argsort(final[kept_prov])]
-        listing = [
+
+def _count_common_bags(job: _Job) -> None:
+    """Counts the common bags' entries once per training row of their key."""
+    lb, out = job.opts.max_bag_len, job.opts.out
+    train_table = TABLES["train"]
+    k = job.table_rows[train_table]
+    rc = np.pad(job.totals.refcounts["train"], (0, k))[:k]
+    for f in ar.COMMON_BAGS:
+        for a, ids in _table_chunks(out, train_table, f"bag_{f}_ids"):
+            w = np.repeat(rc[a : a + len(ids)].astype(np.float64), lb)
+            job.vocab.count(ar.FIELD_INDEX[f], ids, weights=w)
+
+
+def _source_listing(job: _Job, finals: list[np.ndarray]) -> dict:
+    """Source ids of the ``--source-field`` values (see the module docstring)."""
+    f = ar.FIELD_INDEX[job.opts.source_field]
+    final = finals[f]
+    kept = int(final.max())
+    per_split = {}
+    other = False
+    for s, c in job.totals.source_counts.items():
+        c = np.pad(c, (0, max(0, len(final) - len(c))))[: len(final)]
+        per_split[s] = np.bincount(final, weights=c, minlength=kept + 1).astype(np.int64)
+        other |= bool(per_split[s][0])
+    num = kept + int(other)
+    of_final_id = np.concatenate([[kept], np.arange(kept)]).astype(np.int32)
+    raw = job.vocab.idmaps[f].raw
+    kept_prov = np.flatnonzero(final)  # provisional ids in vocabulary order
+    kept_prov = kept_prov[np.argsort(final[kept_prov])]
+    listing = [
+        {
+            "source": i,
+            "raw_id": int(raw[p - 1]),
+            "rows": {s: int(per_split[s][i + 1]) for s in per_split},
+        }
+        for i, p in enumerate(kept_prov.tolist())
+    ]
+    if other:
+        listing.append(
             {
-                "source": i,
-                "raw_id": int(raw[p - 1]),
-                "rows": {s: int(per_split[s][i + 1]) for s in per_split},
+                "source": kept,
+                "raw_id": None,
+                "values": "missing, rare or unseen",
+                "rows": {s: int(per_split[s][0]) for s in per_split},
             }
-            for i, p in enumerate(kept_prov.tolist())
-        ]
-        if other:
-            listing.append(
-                {
-                    "source": kept,
-                    "raw_id": None,
-                    "values": "missing, rare or unseen",
-                    "rows": {s: int(per_split[s][0]) for s in per_split},
-                }
-            )
-        return {"field": self.o.source_field, "num_sources": num, "sources": listing,
-                "of_final_id": of_final_id}  # fmt: skip
+        )
+    return {"field": job.opts.source_field, "num_sources": num, "sources": listing,
+            "of_final_id": of_final_id}  # fmt: skip
+
+
+def _remap_tasks(job: _Job, rows: dict[str, int]) -> list[tuple]:
+    """The ``remap`` tasks: parts of every split, ragged bag column and common-bag column."""
+    out, step = job.opts.out, _REMAP_TASK_ROWS
+    tasks = [
+        ("rows", s, a, min(rows[s], a + step))
+        for s in shards.SPLITS
+        for a in range(0, rows[s], step)
+    ]
+    if not job.opts.max_bag_len:
+        return tasks
+    for s in shards.SPLITS:
+        for f in ar.SKELETON_BAGS:
+            n = shards.column_spec(os.path.join(out, s))[f"ragged_bag_{f}_ids"]["shape"][0]
+            tasks += [
+                ("flat", s, f"ragged_bag_{f}_ids", f, a, min(n, a + 16 * step))
+                for a in range(0, n, 16 * step)
+            ]
+    for t in TABLES.values():
+        for f in ar.COMMON_BAGS:
+            tasks.append(("table", t, f"bag_{f}_ids", f, 0, job.table_rows[t]))
+    return tasks
+
+
+def _remap_all(job: _Job, rows: dict, ids: _FinalIds, dense_range: tuple, sources) -> dict:
+    """Runs ``remap`` over everything written; returns per split the [F + NB, 4] id classes."""
+    opts = job.opts
+    # One table over all fields (field f's provisional id p is entry offsets[f] + p), so a
+    # block of rows is remapped with one gather instead of one per field.
+    offsets = np.cumsum([0] + [len(f) for f in ids.final[:-1]]).astype(np.int32)
+    field_of = np.repeat(np.arange(ar.NUM_FIELDS, dtype=np.int32), [len(f) for f in ids.final])
+    _CTX.clear()
+    _CTX.update(
+        out=opts.out, final=np.concatenate(ids.final), offsets=offsets,
+        cls=np.concatenate(ids.classes), code=np.concatenate(ids.classes) + 4 * field_of,
+        user_map=job.vocab.user_ids(), scale=_dense_scaling(*dense_range),
+        max_bag_len=opts.max_bag_len,
+        source_of=None if sources is None else sources["of_final_id"],
+        source_field=None if opts.source_field is None else ar.FIELD_INDEX[opts.source_field],
+        # A common-table row counts once per row of each split that joins it.
+        refcounts={
+            s: np.pad(rc, (0, max(0, job.table_rows[SPLIT_TABLE[s]] - len(rc))))
+            for s, rc in job.totals.refcounts.items()
+        },
+    )  # fmt: skip
+    tasks = _remap_tasks(job, rows)
+    counts = {s: np.zeros((ar.NUM_FIELDS + ar.NUM_BAGS, 4), np.int64) for s in shards.SPLITS}
+    try:
+        for task, c in zip(tasks, workers.ordered_map(remap, tasks, opts.workers)):
+            if task[0] == "rows":
+                counts[task[1]] += c
+                continue
+            b = ar.NUM_FIELDS + ar.BAG_FIELDS.index(task[3])
+            per_split = c if task[0] == "table" else {task[1]: c}
+            for s, cs in per_split.items():
+                counts[s][b] += cs
+    finally:
+        _CTX.clear()
+    return counts
+
+
+def _id_stats(c: np.ndarray, lb: int) -> dict:
+    """``metadata["ids"]`` of one split from its [F + NB, 4] id classes."""
+    out = {
+        "fields": {
+            name: {k: int(v) for k, v in zip(_CLASSES, c[f]) if k != "kept"}
+            for f, name in enumerate(ar.FIELD_NAMES)
+        }
+    }
+    if lb:
+        out["bags"] = {
+            name: {
+                "entries": int(c[ar.NUM_FIELDS + b, 1:].sum()),
+                "rare": int(c[ar.NUM_FIELDS + b, 2]),
+                "unseen": int(c[ar.NUM_FIELDS + b, 3]),
+            }
+            for b, name in enumerate(ar.BAG_FIELDS)
+        }
+    return out
+
+
+def _split_info(path: str, n: int, label_sums: np.ndarray) -> dict:
+    """``metadata["splits"]`` of one split."""
+    clicks, orders = (int(x) for x in label_sums)
+    return {
+        "rows": n,
+        "columns": shards.column_spec(path),
+        "clicks": clicks,
+        "conversions": orders,
+        "click_rate": clicks / n if n else 0.0,
+        "conversion_rate": orders / n if n else 0.0,
+        "cvr": orders / clicks if clicks else 0.0,
+    }
+
+
+def _finish(job: _Job) -> dict:
+    """Pass 2: the vocabularies, then every column rewritten with the final ids; returns the
+    metadata parts it determined."""
+    opts = job.opts
+    rows = job.columns.close()
+    if opts.max_bag_len:  # the common bags count once per training row of their key
+        _count_common_bags(job)
+    ids = job.vocab.finalize(opts.min_count, os.path.join(opts.out, "vocab"))
+    dense_range = job.totals.dense_range()
+    sources = _source_listing(job, ids.final) if opts.source_field is not None else None
+    counts = _remap_all(job, rows, ids, dense_range, sources)
+    return {
+        "splits": {
+            s: _split_info(os.path.join(opts.out, s), rows[s], job.totals.label_sums[s])
+            for s in shards.SPLITS
+        },
+        "tables": {
+            t: {"rows": job.table_rows[t], "columns": shards.column_spec(os.path.join(opts.out, t))}
+            for t in TABLES.values()
+        },
+        "vocab": ids.vocab,
+        "ids": {s: _id_stats(counts[s], opts.max_bag_len) for s in shards.SPLITS},
+        "dense": dense_range,
+        "sources": sources,
+    }
 
 
 def _table_chunks(out: str, table: str, column: str, rows: int = 1 << 16):
@@ -940,7 +1129,7 @@ def remap(task: tuple) -> np.ndarray:
 
     Each chunk of rows is mapped on its own (``shards.open_rows``), so the resident memory stays
     at one chunk whatever the size of the split. Ids go through the all-fields tables of
-    ``finish`` (one gather per column and chunk) and are written straight into the map.
+    ``_remap_all`` (one gather per column and chunk) and are written straight into the map.
     """
     x = _CTX
     F = ar.NUM_FIELDS
@@ -1087,13 +1276,13 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
             mininterval=1.0,
         ) as bar:
             for split in SPLIT_FILES:
-                job.run_common(split, bar)
-                job.run_skeleton(split, bar)
+                index = _read_common_table(job, split, bar)
+                _SkeletonJoin(job, split, index).run(bar)
     except BaseException:
-        job.abort()  # the directory stays without metadata.json: never mistaken for complete
+        job.columns.close()  # the directory stays without metadata.json: never complete
         raise
     t1 = time.perf_counter()
-    res = job.finish()
+    res = _finish(job)
     seconds = time.perf_counter() - t0
     vocab_sizes = {k: v["size"] for k, v in res["vocab"].items()}
     src = res["sources"]
@@ -1112,18 +1301,8 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
             "train_min": res["dense"][0].tolist(),
             "train_max": res["dense"][1].tolist(),
         },
-        "dropped": {
-            "click0_conversion1": {
-                k: v["dropped_click0_conversion1"]
-                for k, v in job.file_stats.items()
-                if "dropped_click0_conversion1" in v
-            },
-            "bad_lines": job.bad.to_dict(),
-            "unknown_field_entries": dict(job.unknown),
-            "repeated_single_field_entries": dict(zip(ar.FIELD_NAMES, job.repeats.tolist())),
-            "bag_entries_beyond_max_bag_len": dict(zip(ar.BAG_FIELDS, job.truncated.tolist())),
-        },
-        "files": job.file_stats,
+        "dropped": job.report.dropped(),
+        "files": job.report.files,
         "sources": [
             {"split": s, "path": os.path.abspath(p), "bytes": os.path.getsize(p)} for s, p in files
         ],
@@ -1139,10 +1318,9 @@ def prepare_aliccp(opts: AliccpOptions) -> dict:
     if src is not None:
         meta["source_field"] = {k: v for k, v in src.items() if k != "of_final_id"}
     shards.write_metadata(opts.out, meta)
-    if opts.progress:
-        print(summary(meta), flush=True)
-    if opts.skip_bad:
-        print(job.bad.summary(), file=sys.stderr, flush=True)
+    if opts.skip_bad:  # what was skipped, per reason, with the first example of each
+        log = logging.warning if job.report.bad.total else logging.info
+        log("%s", job.report.bad.summary())
     return meta
 
 
@@ -1229,8 +1407,7 @@ def main(argv=None) -> int:
         overwrite=args.overwrite,
     )
     meta = prepare_aliccp(opts)  # bad input raises; cli.run prints it as one line, status 2
-    if not opts.progress:
-        print(summary(meta))
+    print(summary(meta))
     return 0
 
 

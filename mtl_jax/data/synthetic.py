@@ -108,6 +108,7 @@ import dataclasses
 import functools
 import math
 import mmap
+import typing
 
 import numpy as np
 
@@ -388,32 +389,29 @@ _I_VEC = _I_KEY + 4 * _TOP
 _I_WIDTH = _I_VEC + _K * (_DIM + 2)
 
 
-class LatentModel:
-    """Per-user and per-item tables of one configuration; ``sample`` draws rows from them."""
+class _Items:
+    """The item catalogue, one record per item in popularity-rank order (``rec``, layout
+    ``_I_*``): the ids of 205 / 206 / 207 / 210 / 216, the combination ids 508.. a match maps to,
+    the match keys and the item side of the bilinear form (module docstring, "Items")."""
 
-    def __init__(self, cfg: SyntheticConfig):
-        self.cfg = cfg
-        self.schema = synthetic_schema(cfg)
-        self.vocab = vocab_sizes(cfg)
-        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x5EED]))
-        self._build_items(rng)
-        self._build_users(rng)
-        self._build_label_model(rng)
-        self._calibrate(np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xCA1])))
+    def __init__(self, vocab: dict[str, int], num_sources: int, rng: np.random.Generator):
+        self.num = vocab["205"] - 1
+        ids = self._ids(vocab, num_sources, rng)
+        side = self._latent(vocab, ids[1], ids[4], rng)
+        self.rec = self._records(vocab, ids, side, rng)
 
-    # -- items --------------------------------------------------------------------------------
-    def _build_items(self, rng: np.random.Generator) -> None:
-        V, S = self.vocab, self.cfg.num_sources
-        n_items, n_cats = V["205"] - 1, V["206"] - 1
+    def _ids(self, V: dict, num_sources: int, rng: np.random.Generator) -> tuple:
+        """(item id, category, shop, intention, brand) of every item in layout order ``j``;
+        sets the category ranges, the popularity rows and the per-source rankings."""
+        n_items, n_cats = self.num, V["206"] - 1
         n_shops, n_int, n_brands = V["207"] - 1, V["210"] - 1, V["216"] - 1
-        self.num_items = n_items
         # Items are first laid out category by category (index j), so a category is a j-range.
         # Category sizes are Zipf-like; every category gets an item when there are enough items.
         cat_w = _zipf_probs(n_cats, 1.0)[rng.permutation(n_cats)]
         first = np.arange(min(n_items, n_cats))
         rest = _categorical(rng, cat_w, n_items - len(first))
         cat_j = np.sort(np.concatenate([first, rest]))  # 0-based category of item j
-        self._cat_start = np.searchsorted(cat_j, np.arange(n_cats + 1))
+        self.cat_start = np.searchsorted(cat_j, np.arange(n_cats + 1))
 
         # shops, intentions, brands: a block of ids per category (brands spill over into the
         # next categories' blocks); every id space is then permuted so ids carry no order
@@ -433,18 +431,22 @@ class LatentModel:
         brand[rng.random(n_items) < 0.25] = 0
         cat_id_of = rng.permutation(n_cats) + 1  # 0-based category → 206 id
         cat = cat_id_of[cat_j]
-        self._range_of_cat = np.empty(n_cats + 1, np.int64)
-        self._range_of_cat[cat_id_of] = np.arange(n_cats)
+        self.range_of_cat = np.empty(n_cats + 1, np.int64)
+        self.range_of_cat[cat_id_of] = np.arange(n_cats)
         # popularity rank (source 0) of item j; inside a category j follows popularity
         row_of_j = rng.permutation(n_items)
-        self._row_of_j = row_of_j[np.lexsort((row_of_j, cat_j))]
+        self.row_of_j = row_of_j[np.lexsort((row_of_j, cat_j))]
         item_id = rng.permutation(n_items) + 1
         # sources s > 0 rank the items differently: rank → row
-        self._src_rows = np.concatenate(
-            [np.arange(n_items)] + [rng.permutation(n_items) for _ in range(1, S)]
+        self.source_rows = np.concatenate(
+            [np.arange(n_items)] + [rng.permutation(n_items) for _ in range(1, num_sources)]
         ).astype(np.int32)
+        return item_id, cat, shop, intention, brand
 
-        # latent vectors per component: category (clustered), brand, item-specific
+    def _latent(self, V: dict, cat, brand, rng: np.random.Generator) -> np.ndarray:
+        """The item side of the bilinear form [n, K, d + 2] = [v, 1, item_bias] per component:
+        category (clustered), brand and item-specific parts."""
+        n_items, n_cats, n_brands = self.num, V["206"] - 1, V["216"] - 1
         d, K = _DIM, _K
         sd = 1 / math.sqrt(d)
         cl = rng.integers(0, _NUM_CLUSTERS, n_cats + 1)
@@ -459,74 +461,120 @@ class LatentModel:
         vec = cat_vec[cat] + _W["brand"] * brand_vec[brand]
         vec += _W["item_own"] * rng.normal(0, sd, (n_items, K, d))
         bias = cat_b[cat] + brand_b[brand] + rng.normal(0, _W["item_own_bias"], (n_items, K))
-        self._item_bias_std = float(bias[:, 0].std())
+        self.bias_std = float(bias[:, 0].std())  # of the shared component
+        return np.concatenate([vec, np.ones((n_items, K, 1)), bias[..., None]], -1)
 
-        # per-item tables in row order
+    def _records(self, V: dict, ids: tuple, side: np.ndarray, rng: np.random.Generator):
+        """The records in row order; sets ``behaviour_ids`` (per key, the id of a value in the
+        user behaviour field 109_14 / 110_14 / 127_14 / 150_14)."""
+        n_items = self.num
+        item_id, cat, shop, intention, brand = ids
         i_int = np.zeros((n_items, 9), np.int32)  # 205, 206, 207, 210, 216, 508, 509, 702, 853
         i_int[:, :5] = np.stack([item_id, cat, shop, intention, brand], 1)
         keys = np.stack([cat, shop, np.where(brand > 0, brand, -2), intention], 1)
         vals = (cat, shop, brand, intention)
-        sizes = (n_cats, n_shops, n_brands, n_int)
-        self._beh_maps = []
+        sizes = (V["206"] - 1, V["207"] - 1, V["216"] - 1, V["210"] - 1)
+        self.behaviour_ids = []
         for k, (fld, bfld) in enumerate(zip(_COMBO, _BEHAVIOUR, strict=True)):
             # id of a matched value in the combination field, and in the user behaviour field
             m = rng.integers(1, V[fld], sizes[k] + 1).astype(np.int32)
             i_int[:, 5 + k] = np.where(vals[k] > 0, m[vals[k]], 0)
             b = rng.integers(1, V[bfld], sizes[k] + 1).astype(np.int32)
             b[0] = 0
-            self._beh_maps.append(b)
-        side = np.concatenate([vec, np.ones((n_items, K, 1)), bias[..., None]], -1)
-        rows = self._row_of_j
+            self.behaviour_ids.append(b)
         rec = np.empty((n_items, _I_WIDTH), np.int32)
         rec[:, _I_INT:_I_KEY] = i_int
         rec[:, _I_KEY:_I_VEC] = np.tile(keys, _TOP)
         rec[:, _I_VEC:] = side.reshape(n_items, -1).astype(np.float32).view(np.int32)
-        self.i_rec = _scatter_rows(rec, rows)
+        return _scatter_rows(rec, self.row_of_j)
 
-    def _items_in(self, cat_ids: np.ndarray, u01: np.ndarray) -> np.ndarray:
+    def in_categories(self, cat_ids: np.ndarray, u01: np.ndarray) -> np.ndarray:
         """Rows of items drawn inside the given categories, Zipf (exponent 1) by popularity."""
-        r = self._range_of_cat[cat_ids]
-        lo, hi = self._cat_start[r], self._cat_start[r + 1]
+        r = self.range_of_cat[cat_ids]
+        lo, hi = self.cat_start[r], self.cat_start[r + 1]
         off = np.exp(u01 * np.log(hi - lo + 1.0)).astype(np.int64) - 1
         np.clip(off, 0, hi - lo - 1, out=off)
-        return self._row_of_j[lo + off]
+        return self.row_of_j[lo + off]
 
-    # -- users --------------------------------------------------------------------------------
-    def _build_users(self, rng: np.random.Generator) -> None:
-        cfg, V = self.cfg, self.vocab
-        n_users, L = V["101"] - 1, cfg.max_seq_len
-        self.num_users = n_users
-        d, K = _DIM, _K
-        item_vec = self.i_rec[:, _I_VEC:].view(np.float32).reshape(-1, K, d + 2)[:, :, :d]
-        self._item_vec = np.ascontiguousarray(item_vec).reshape(-1, K * d)
-        self._item_keys = np.ascontiguousarray(self.i_rec[:, _I_KEY : _I_KEY + 4])
 
-        # profile fields; ~13% of users have none, 126 and 129 are missing more often
-        prof = {}
-        no_profile = rng.random(n_users) < 0.13
-        prof["121"] = 1 + _categorical(rng, _zipf_probs(97, 1.0), n_users)
-        prof["122"] = rng.integers(1, 14, 98)[prof["121"]]  # the group of the profile
-        prof["124"] = 1 + (rng.random(n_users) < 0.6)
-        prof["125"] = 1 + _categorical(rng, [0.05, 0.2, 0.3, 0.2, 0.12, 0.08, 0.05], n_users)
-        prof["126"] = 1 + _categorical(rng, [0.3, 0.5, 0.2], n_users)
-        prof["127"] = 1 + _categorical(rng, [0.25, 0.5, 0.25], n_users)
-        prof["128"] = 1 + (rng.random(n_users) < 0.3)
-        prof["129"] = 1 + _categorical(rng, [0.3, 0.3, 0.25, 0.15], n_users)
-        for f in prof:
-            prof[f][no_profile] = 0
-        prof["126"][rng.random(n_users) < 0.48] = 0
-        prof["129"][rng.random(n_users) < 0.26] = 0
-        u_vec = np.zeros((n_users, K, d))
-        u_bias = np.zeros((n_users, K))
-        for f in _PROFILE:
-            emb = rng.normal(0, _W["profile"] / math.sqrt(d), (V[f], K, d))
-            bias = rng.normal(0, _W["profile_bias"], (V[f], K))
-            emb[0] = 0
-            bias[0] = 0
-            u_vec += emb[prof[f]]
-            u_bias += bias[prof[f]]
-        u_vec += rng.normal(0, _W["user_own"] / math.sqrt(d), (n_users, K, d))  # user-specific
-        u_bias += rng.normal(0, _W["user_own_bias"], (n_users, K))
+def _profiles(n_users: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Profile fields 121..129; ~13% of users have none, 126 and 129 are missing more often."""
+    prof = {}
+    no_profile = rng.random(n_users) < 0.13
+    prof["121"] = 1 + _categorical(rng, _zipf_probs(97, 1.0), n_users)
+    prof["122"] = rng.integers(1, 14, 98)[prof["121"]]  # the group of the profile
+    prof["124"] = 1 + (rng.random(n_users) < 0.6)
+    prof["125"] = 1 + _categorical(rng, [0.05, 0.2, 0.3, 0.2, 0.12, 0.08, 0.05], n_users)
+    prof["126"] = 1 + _categorical(rng, [0.3, 0.5, 0.2], n_users)
+    prof["127"] = 1 + _categorical(rng, [0.25, 0.5, 0.25], n_users)
+    prof["128"] = 1 + (rng.random(n_users) < 0.3)
+    prof["129"] = 1 + _categorical(rng, [0.3, 0.3, 0.25, 0.15], n_users)
+    for f in prof:
+        prof[f][no_profile] = 0
+    prof["126"][rng.random(n_users) < 0.48] = 0
+    prof["129"][rng.random(n_users) < 0.26] = 0
+    return prof
+
+
+def _profile_effects(V: dict, prof: dict, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """User vectors [n, K, d] and biases [n, K]: sums of profile-value effects plus a small
+    user-specific part."""
+    n_users, d, K = len(prof["121"]), _DIM, _K
+    u_vec = np.zeros((n_users, K, d))
+    u_bias = np.zeros((n_users, K))
+    for f in _PROFILE:
+        emb = rng.normal(0, _W["profile"] / math.sqrt(d), (V[f], K, d))
+        bias = rng.normal(0, _W["profile_bias"], (V[f], K))
+        emb[0] = 0
+        bias[0] = 0
+        u_vec += emb[prof[f]]
+        u_bias += bias[prof[f]]
+    u_vec += rng.normal(0, _W["user_own"] / math.sqrt(d), (n_users, K, d))  # user-specific
+    u_bias += rng.normal(0, _W["user_own_bias"], (n_users, K))
+    return u_vec, u_bias
+
+
+def _user_side(cfg: SyntheticConfig, u_vec, u_bias, h) -> np.ndarray:
+    """The user side of the bilinear form [n, K, d + 2] = [α u + μ h, user_bias, 1] per
+    component, against the item side [v, 1, item_bias]; ``task_feature_split`` keeps the
+    click-specific part to user and context features and the order-specific part to item ones."""
+    ub = u_bias[..., None]
+    uh = cfg.user_item_weight * u_vec + cfg.interest_weight * h
+    ones = np.ones_like(ub)
+    split = cfg.task_feature_split
+    if split:
+        keep = 1.0 - split
+        uh[:, 1:] *= keep  # no user × item term in the task-specific parts
+        ones[:, 1] *= keep  # the item bias of the click part
+        ub[:, 2] *= keep  # the user bias of the order part
+    return np.concatenate([uh, ub, ones], -1)
+
+
+class _History(typing.NamedTuple):
+    """The behaviour histories [n, L] of a chunk of users, most recent first."""
+
+    length: np.ndarray  # [n]
+    mask: np.ndarray  # position < length
+    rows: np.ndarray  # item rows
+    days: np.ndarray  # days ago
+    weight: np.ndarray  # recency weight exp(-days / _TAU_DAYS), 0 past the length
+
+
+class _Users:
+    """Per-user records in popularity-rank order (``rec``, layout ``_U_*``): 101 and the profile
+    121..129, the behaviour history and what derives from it (sequence, 14-day aggregates and
+    their dense weights, personalised candidates), and the user side of the bilinear form
+    (module docstring, "Users")."""
+
+    def __init__(self, cfg: SyntheticConfig, vocab: dict, items: _Items, rng: np.random.Generator):
+        self.cfg, self.items = cfg, items
+        n_users, L, d, K = vocab["101"] - 1, cfg.max_seq_len, _DIM, _K
+        self.num = n_users
+        item_vec = items.rec[:, _I_VEC:].view(np.float32).reshape(-1, K, d + 2)[:, :, :d]
+        item_vec = np.ascontiguousarray(item_vec).reshape(-1, K * d)
+        item_keys = np.ascontiguousarray(items.rec[:, _I_KEY : _I_KEY + 4])
+        prof = _profiles(n_users, rng)
+        u_vec, u_bias = _profile_effects(vocab, prof, rng)
 
         # 101, 121..129 and, per chunk of users, the behaviour history and what derives from it
         width = _U_SEQ + (2 * L if cfg.sequence else 0)
@@ -536,117 +584,169 @@ class LatentModel:
         h = np.empty((n_users, K, d))
         for s in range(0, n_users, _BUILD_CHUNK):  # bounded, reused temporaries
             e = min(n_users, s + _BUILD_CHUNK)
-            h[s:e] = self._histories(rng, rec[s:e])
-        self.u_rec = rec  # _U_VEC is filled by _build_label_model
-        self._u_vec, self._u_bias, self._h = u_vec, u_bias, h
+            h[s:e] = self._histories(rng, rec[s:e], item_vec, item_keys)
+        self.bias_std = float(u_bias[:, 0].std())  # of the shared component
+        side = _user_side(cfg, u_vec, u_bias, h)
+        rec[:, _U_VEC:_U_SEQ] = side.reshape(n_users, -1).astype(np.float32).view(np.int32)
+        self.rec = rec
 
-    def _histories(self, rng: np.random.Generator, rec: np.ndarray) -> np.ndarray:
+    def _histories(self, rng, rec: np.ndarray, item_vec, item_keys) -> np.ndarray:
         """Draws the behaviour of ``len(rec)`` users; fills their record; returns their interest."""
-        cfg, L, K, d = self.cfg, self.cfg.max_seq_len, _K, _DIM
-        n = len(rec)
-        item_cat = self.i_rec[:, _I_INT + 1]
+        pref_cat, pref_w = self._preferences(rng, len(rec))
+        hist = self._history(rng, rec, pref_cat, pref_w)
+        h = self._interest(hist, item_vec)
+        self._aggregates(rec, hist, item_keys)
+        self._candidates(rng, rec, hist, pref_cat, pref_w)
+        return h
 
-        # preferred categories: those of 1.._TOP popularity-drawn anchor items, Dirichlet weights
+    def _preferences(self, rng, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Preferred categories [n, _TOP]: those of 1.._TOP popularity-drawn anchor items, with
+        Dirichlet weights (0 past the user's number of preferences)."""
+        item_cat = self.items.rec[:, _I_INT + 1]
         n_pref = rng.integers(1, _TOP + 1, n)
-        anchor = zipf_ranks(rng, n * _TOP, self.num_items, 1.0)
+        anchor = zipf_ranks(rng, n * _TOP, self.items.num, 1.0)
         pref_cat = item_cat[anchor].reshape(n, _TOP)
         pref_w = rng.dirichlet(np.ones(_TOP), n) * (np.arange(_TOP) < n_pref[:, None])
         pref_w /= pref_w.sum(1, keepdims=True)
+        return pref_cat, pref_w
 
-        # behaviour history [n, L]: most items from the preferred categories, most recent first
+    def _history(self, rng, rec: np.ndarray, pref_cat, pref_w) -> _History:
+        """Behaviour histories: most items from the preferred categories, most recent first;
+        writes the sequence part of the records."""
+        cfg, L, n = self.cfg, self.cfg.max_seq_len, len(rec)
+        item_cat = self.items.rec[:, _I_INT + 1]
         hist_len = rng.integers(0, L + 1, n)
         mask = np.arange(L) < hist_len[:, None]
         h_cat = np.take_along_axis(pref_cat, _categorical_rows(rng, pref_w, L), 1)
-        rand_cat = item_cat[zipf_ranks(rng, n * L, self.num_items, 1.0)]
+        rand_cat = item_cat[zipf_ranks(rng, n * L, self.items.num, 1.0)]
         own = rng.random((n, L)) < _P_HISTORY_PREF
         h_cat = np.where(own, h_cat, rand_cat.reshape(n, L))
-        h_row = self._items_in(h_cat, rng.random((n, L)))
+        h_row = self.items.in_categories(h_cat, rng.random((n, L)))
         days = np.sort(np.floor(rng.random((n, L)) * 14 * _DAY_STEPS), axis=1)
         days = np.where(mask, days, 0.0) / _DAY_STEPS
         loc = np.where(mask, rng.integers(1, cfg.num_locations, (n, L)), 0)
         w = np.where(mask, np.exp(-days / _TAU_DAYS), 0.0)
         if cfg.sequence:
-            rec[:, _U_SEQ : _U_SEQ + L] = np.where(mask, self.i_rec[h_row, _I_INT], 0)
+            rec[:, _U_SEQ : _U_SEQ + L] = np.where(mask, self.items.rec[h_row, _I_INT], 0)
             dl = np.concatenate([days * _DAY_STEPS, loc], 1).astype(np.uint16)
             rec[:, _U_SEQ + L :] = dl.view(np.int32)
+        return _History(hist_len, mask, h_row, days, w)
 
-        # interest h = recency-weighted mean of the history's item vectors (its own decay: the
-        # 14-day aggregates below keep _TAU_DAYS whatever interest_decay_days is)
-        wh = w
+    def _interest(self, hist: _History, item_vec: np.ndarray) -> np.ndarray:
+        """Interest h = recency-weighted mean of the history's item vectors [n, K, d] (its own
+        decay: the 14-day aggregates keep _TAU_DAYS whatever interest_decay_days is)."""
+        cfg, K, d = self.cfg, _K, _DIM
+        wh = hist.weight
         if cfg.interest_decay_days != _TAU_DAYS:
-            wh = np.where(mask, np.exp(-days / cfg.interest_decay_days), 0.0)
+            wh = np.where(hist.mask, np.exp(-hist.days / cfg.interest_decay_days), 0.0)
+        n = len(wh)
         h = np.zeros((n, K * d))
-        for j in range(L):
-            h += wh[:, j, None] * np.take(self._item_vec, h_row[:, j], axis=0)
-        h = h.reshape(n, K, d) / np.maximum(wh.sum(1), 1e-9)[:, None, None]
+        for j in range(cfg.max_seq_len):
+            h += wh[:, j, None] * np.take(item_vec, hist.rows[:, j], axis=0)
+        return h.reshape(n, K, d) / np.maximum(wh.sum(1), 1e-9)[:, None, None]
 
-        # 14-day aggregates: top-_TOP (cat, shop, brand, intention) values by recency-weighted
-        # count, weights as bytes round(255 log1p(count) / log1p(L))
-        keys = np.take(self._item_keys, h_row, axis=0)  # [n, L, 4]
-        keys = np.where(mask[:, :, None], keys, 0).transpose(0, 2, 1).reshape(-1, L)
-        vals, tot = _top_values(keys, np.repeat(w, 4, axis=0), _TOP)  # [n * 4, _TOP]
+    def _aggregates(self, rec: np.ndarray, hist: _History, item_keys: np.ndarray) -> None:
+        """14-day aggregates: the top-_TOP (cat, shop, brand, intention) values by
+        recency-weighted count, weights as bytes round(255 log1p(count) / log1p(L))."""
+        L, n = self.cfg.max_seq_len, len(rec)
+        keys = np.take(item_keys, hist.rows, axis=0)  # [n, L, 4]
+        keys = np.where(hist.mask[:, :, None], keys, 0).transpose(0, 2, 1).reshape(-1, L)
+        vals, tot = _top_values(keys, np.repeat(hist.weight, 4, axis=0), _TOP)  # [n * 4, _TOP]
         q = np.where(vals > 0, np.clip(np.rint(255 * np.log1p(tot) / math.log1p(L)), 1, 255), 0)
         vals = vals.reshape(n, 4, _TOP).transpose(0, 2, 1)  # slot-major [n, _TOP, 4]
         q = q.reshape(n, 4, _TOP).transpose(0, 2, 1).astype(np.uint8)
         for k in range(4):  # the top value is the user field 109_14 / 110_14 / 127_14 / 150_14
-            rec[:, _U_INT + 9 + k] = self._beh_maps[k][np.maximum(vals[:, 0, k], 0)]
+            rec[:, _U_INT + 9 + k] = self.items.behaviour_ids[k][np.maximum(vals[:, 0, k], 0)]
         rec[:, _U_BV:_U_Q] = vals.reshape(n, 4 * _TOP)
         # word 0: D109_14.. bytes (the top slot); words 1.._TOP: the slots' weights
         q = np.concatenate([q[:, :1], q], 1)
         rec[:, _U_Q:_U_CAND] = np.ascontiguousarray(q.reshape(n, -1)).view(np.int32)
 
-        # personalised candidates: re-exposed history items or items of the preferred categories
+    def _candidates(self, rng, rec: np.ndarray, hist: _History, pref_cat, pref_w) -> None:
+        """Personalised candidates: re-exposed history items or items of the preferred
+        categories."""
+        n = len(rec)
         c_cat = np.take_along_axis(pref_cat, _categorical_rows(rng, pref_w, _CAND), 1)
-        cand = self._items_in(c_cat, rng.random((n, _CAND)))
-        pick = rng.integers(0, np.maximum(hist_len, 1)[:, None], (n, _CAND))
-        re_expose = (rng.random((n, _CAND)) < 0.3) & (hist_len[:, None] > 0)
-        rec[:, _U_CAND:_U_VEC] = np.where(re_expose, np.take_along_axis(h_row, pick, 1), cand)
-        return h
+        cand = self.items.in_categories(c_cat, rng.random((n, _CAND)))
+        pick = rng.integers(0, np.maximum(hist.length, 1)[:, None], (n, _CAND))
+        re_expose = (rng.random((n, _CAND)) < 0.3) & (hist.length[:, None] > 0)
+        rec[:, _U_CAND:_U_VEC] = np.where(re_expose, np.take_along_axis(hist.rows, pick, 1), cand)
 
-    # -- label model --------------------------------------------------------------------------
-    def _build_label_model(self, rng: np.random.Generator) -> None:
-        cfg = self.cfg
-        S, K = cfg.num_sources, _K
-        # user side [K, d+2] = [α u + μ h, user_bias, 1] against the item side [v, 1, item_bias]
-        ub = self._u_bias[..., None]
-        uh = cfg.user_item_weight * self._u_vec + cfg.interest_weight * self._h
-        ones = np.ones_like(ub)
-        # interaction_weight: standardised shared user and item biases, for their product
-        self.bias_scale = np.array(
-            [1 / max(float(self._u_bias[:, 0].std()), 1e-9), 1 / max(self._item_bias_std, 1e-9)]
-        )
-        split = cfg.task_feature_split
-        if split:  # click-specific part: user and context only; order-specific part: item only
-            keep = 1.0 - split
-            uh[:, 1:] *= keep  # no user × item term in the task-specific parts
-            ones[:, 1] *= keep  # the item bias of the click part
-            ub[:, 2] *= keep  # the user bias of the order part
-        side = np.concatenate([uh, ub, ones], -1)
-        self.u_rec[:, _U_VEC:_U_SEQ] = (
-            side.reshape(self.num_users, -1).astype(np.float32).view(np.int32)
-        )
-        del self._u_vec, self._u_bias, self._h, self._item_vec, self._item_keys
+
+class _LabelModel:
+    """The parts of the label components outside the records (module docstring, "Labels"): the
+    dense effect ``beta`` [8, K], the position effect [4, K] and, for ``interaction_weight``,
+    the scales that standardise the shared user and item biases."""
+
+    def __init__(self, cfg: SyntheticConfig, users: _Users, items: _Items, rng):
+        self.interaction_weight = cfg.interaction_weight
+        self.bias_scale = np.array([1 / max(users.bias_std, 1e-9), 1 / max(items.bias_std, 1e-9)])
         # dense effect: behaviour strength and interest matches raise both tasks
         base = np.array([0.3, 0.2, 0.2, 0.2, 1.6, 0.8, 0.8, 0.6])
-        self.beta = (base[:, None] * rng.uniform(0.3, 1.7, (8, K))).astype(np.float32)
+        self.beta = (base[:, None] * rng.uniform(0.3, 1.7, (8, _K))).astype(np.float32)
+        split = cfg.task_feature_split
         if split:  # D508.. are user × item matches: not in the task-specific parts; the order
             # part keeps no user-side dense feature either
+            keep = 1.0 - split
             self.beta[4:, 1] *= keep
             self.beta[:, 2] *= keep
-        pos = np.zeros((4, K), np.float32)  # position 301 (ids 1..3): shared and click parts
+        pos = np.zeros((4, _K), np.float32)  # position 301 (ids 1..3): shared and click parts
         pos[1:, 0] = [0.35, 0.0, -0.35]
         pos[1:, 1] = [0.25, 0.0, -0.25]
-        self.pos_eff = pos
-        # per-source feature distributions: position mix and dense warps D ** gamma
+        self.position = pos
+
+    def projection(self, mix: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Matrices taking (bilinear products, dense, position, the bias interaction) to the
+        components ``z`` [n, K], or to ``z @ mix`` when ``mix`` is given."""
+        sum_k = np.kron(np.eye(_K), np.ones((_DIM + 2, 1)))  # sums each component's products
+        inter = np.zeros((1, _K))
+        inter[0, 0] = self.interaction_weight  # the shared component
+        mats = (sum_k, self.beta, self.position, inter)
+        if mix is not None:
+            mats = tuple(m @ mix for m in mats)
+        return tuple(np.ascontiguousarray(m, dtype=np.float32) for m in mats)
+
+
+def _mix(rho: float, z_scale: np.ndarray) -> np.ndarray:
+    """[K, 2] matrix from the raw components to the two logits (before the biases)."""
+    m = np.zeros((_K, 2))
+    m[0] = [math.sqrt(rho) * _GAMMA_CLICK, math.sqrt(rho) * _GAMMA_CVR]
+    m[1, 0] = math.sqrt(1 - rho) * _GAMMA_CLICK
+    m[2, 1] = math.sqrt(1 - rho) * _GAMMA_CVR
+    return (m / z_scale[:, None]).astype(np.float32)
+
+
+def _calibration(cfg: SyntheticConfig, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From a sample ``z`` [n, K] of the raw components: the mix that standardises them and the
+    logit offsets (b_click, b_cvr found by bisection) that hit the target rates."""
+    z_mean = z.mean(0)
+    z_scale = np.where(z.std(0) > 0, z.std(0), 1).astype(np.float32)
+    mix = _mix(cfg.task_correlation, z_scale)
+    logits = ((z - z_mean) @ mix).astype(np.float64)
+    b_click = _bisect(lambda b: _sigmoid(logits[:, 0] + b).mean(), cfg.click_rate)
+    pc = _sigmoid(logits[:, 0] + b_click)
+    b_cvr = _bisect(lambda b: (pc * _sigmoid(logits[:, 1] + b)).sum() / pc.sum(), cfg.cvr)
+    offset = np.array([b_click, b_cvr]) - z_mean @ mix
+    return mix, offset.astype(np.float32)
+
+
+class _Sources:
+    """How the sources' features differ (module docstring, "Phenomena"): the position mix
+    (``pos_cdf``) and dense warps ``D ** gamma`` of the rows; with ``source_misalignment`` what
+    each source s > 0 shows of the features the labels were made from (``shown_gamma``,
+    ``shown_pos``, else None). The sources' item rankings are ``_Items.source_rows``."""
+
+    def __init__(self, cfg: SyntheticConfig, rng: np.random.Generator):
+        S = cfg.num_sources
         p_pos = np.array([0.5, 0.3, 0.2])
         pcdf = [np.cumsum(p_pos if s == 0 else rng.dirichlet(10 * p_pos))[:2] for s in range(S)]
         self.pos_cdf = np.array(pcdf, np.float32)
         gam = np.ones((S, 8), np.float32)
         gam[1:] = np.exp(rng.uniform(-0.5, 0.5, (S - 1, 8)))
         self.dense_gamma = gam
-        # source_misalignment: what each source s > 0 shows of the features the labels were made
-        # from (its own stream, so the labels and every other draw stay as without it)
+        # its own stream, so the labels and every other draw stay as without it
         a = cfg.source_misalignment
+        self.shown_gamma = self.shown_pos = None
         if a and S > 1:
             mis = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x5A11]))
             shown = np.ones((S, 8), np.float32)
@@ -656,55 +756,56 @@ class LatentModel:
             for src in range(1, S):
                 perm[src, 1:] = 1 + mis.permutation(3)
             self.shown_pos = perm
-        else:
-            self.shown_gamma = self.shown_pos = None
-        self.z_scale = np.ones(K, np.float32)
-        self.mix = self._mix()
-        self.offset = np.zeros(2, np.float32)
 
-    def _mix(self) -> np.ndarray:
-        """[K, 2] matrix from the raw components to the two logits (before the biases)."""
-        rho = self.cfg.task_correlation
-        m = np.zeros((_K, 2))
-        m[0] = [math.sqrt(rho) * _GAMMA_CLICK, math.sqrt(rho) * _GAMMA_CVR]
-        m[1, 0] = math.sqrt(1 - rho) * _GAMMA_CLICK
-        m[2, 1] = math.sqrt(1 - rho) * _GAMMA_CVR
-        return (m / self.z_scale[:, None]).astype(np.float32)
+
+class LatentModel:
+    """Everything random but the rows, for one configuration: the item catalogue, the users,
+    the label model and the sources' differences; ``sample`` draws rows from them."""
+
+    def __init__(self, cfg: SyntheticConfig):
+        self.cfg = cfg
+        self.schema = synthetic_schema(cfg)
+        self.vocab = vocab_sizes(cfg)
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x5EED]))
+        self.items = _Items(self.vocab, cfg.num_sources, rng)
+        self.users = _Users(cfg, self.vocab, self.items, rng)
+        self.labels = _LabelModel(cfg, self.users, self.items, rng)
+        self.sources = _Sources(cfg, rng)
+        self._calibrate(np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xCA1])))
 
     def _calibrate(self, rng: np.random.Generator) -> None:
-        """Standardises the components and finds b_click, b_cvr that hit the target rates."""
+        """Sets the projection to the two logits and their offsets from a calibration sample."""
         n = _CALIBRATION_ROWS
-        proj = self._projection(None)
+        proj = self.labels.projection(None)
         z = np.empty((n, _K), np.float32)
         for s in range(0, n, CHUNK_ROWS):
             e = min(n, s + CHUNK_ROWS)
             z[s:e] = self._rows(e - s, rng, np.empty((e - s, 8), np.float32), proj)["y"]
-        z_mean = z.mean(0)
-        self.z_scale = np.where(z.std(0) > 0, z.std(0), 1).astype(np.float32)
-        self.mix = self._mix()
-        logits = ((z - z_mean) @ self.mix).astype(np.float64)
-        cfg = self.cfg
-        self.b_click = _bisect(lambda b: _sigmoid(logits[:, 0] + b).mean(), cfg.click_rate)
-        pc = _sigmoid(logits[:, 0] + self.b_click)
-        self.b_cvr = _bisect(lambda b: (pc * _sigmoid(logits[:, 1] + b)).sum() / pc.sum(), cfg.cvr)
-        bias = np.array([self.b_click, self.b_cvr]) - z_mean @ self.mix
-        self.offset = bias.astype(np.float32)
-        self._proj_logits = self._projection(self.mix)
+        mix, self.offset = _calibration(self.cfg, z)
+        self.logits_projection = self.labels.projection(mix)
 
     # -- rows ---------------------------------------------------------------------------------
     def _rows(self, n: int, rng: np.random.Generator, dense: np.ndarray, proj: tuple) -> dict:
         """Draws ``n`` (source, user, item, position); writes ``dense`` [n, 8]; returns the rest.
 
         Returns the gathered user and item records, the position, the combination ids (0 when
-        absent) and ``y``: the label components projected by ``proj`` (see ``_projection``).
+        absent) and ``y``: the label components projected by ``proj`` (see
+        ``_LabelModel.projection``).
         """
-        cfg, S = self.cfg, self.cfg.num_sources
+        src, urec, irec, pos = self._draw(n, rng)
+        combo = self._matches(urec, irec, src, dense)
+        y = self._components(urec, irec, dense, pos, proj)
+        return {"src": src, "urec": urec, "irec": irec, "pos": pos, "combo": combo, "y": y}
+
+    def _draw(self, n: int, rng: np.random.Generator) -> tuple:
+        """(source or None, user records, item records, position) of ``n`` rows."""
+        cfg, S, items = self.cfg, self.cfg.num_sources, self.items
         src = rng.integers(0, S, n, dtype=np.int32) if S > 1 else None
-        urow = zipf_ranks(rng, n, self.num_users, cfg.zipf_exponent)
-        irow = zipf_ranks(rng, n, self.num_items, cfg.zipf_exponent)
+        urow = zipf_ranks(rng, n, self.users.num, cfg.zipf_exponent)
+        irow = zipf_ranks(rng, n, items.num, cfg.zipf_exponent)
         if src is not None:
-            irow = np.take(self._src_rows, irow + src * self.num_items)
-        urec = np.take(self.u_rec, urow, axis=0)
+            irow = np.take(items.source_rows, irow + src * items.num)
+        urec = np.take(self.users.rec, urow, axis=0)
         # personalised with probability _P_PERSONAL; the same uniform picks the candidate
         u = rng.random(n, dtype=np.float32)
         personal = u < _P_PERSONAL
@@ -713,15 +814,21 @@ class LatentModel:
         np.minimum(flat, _CAND - 1, out=flat)
         flat += np.arange(_U_CAND, n * urec.shape[1], urec.shape[1], dtype=np.int32)
         np.copyto(irow, np.take(urec, flat), where=personal)
-        irec = np.take(self.i_rec, irow, axis=0)
+        irec = np.take(items.rec, irow, axis=0)
         u = rng.random(n, dtype=np.float32)
-        c0, c1 = np.take(self.pos_cdf, src, axis=0).T if src is not None else self.pos_cdf[0]
+        pos_cdf = self.sources.pos_cdf
+        c0, c1 = np.take(pos_cdf, src, axis=0).T if src is not None else pos_cdf[0]
         pos = (u > c0).view(np.int8).astype(np.int32)
         pos += u > c1
         pos += 1
+        return src, urec, irec, pos
 
-        # combination match: compare, mask the weight bytes, add the _TOP slot words (≤ 1 match
-        # per byte, so no carries), then fold the two 32-bit halves of the 64-bit sums
+    def _matches(self, urec, irec, src, dense: np.ndarray) -> np.ndarray:
+        """Writes ``dense`` (the behaviour strengths and the user's weights on the item's
+        values); returns the combination ids 508 / 509 / 702 / 853 (0 where no match).
+
+        Compare, mask the weight bytes, add the _TOP slot words (≤ 1 match per byte, so no
+        carries), then fold the two 32-bit halves of the 64-bit sums."""
         eq = urec[:, _U_BV : _U_BV + 4 * _TOP] == irec[:, _I_KEY : _I_KEY + 4 * _TOP]
         uq = _block(urec, _U_Q, 1 + _TOP).view(np.uint32)
         m = eq.view(np.uint32)
@@ -732,17 +839,20 @@ class LatentModel:
         for t in range(1, _TOP // 2):
             acc += m64[:, t]
         acc += acc >> np.uint64(32)
-        q = np.empty((n, 2), np.uint32)  # bytes: D109_14 .. D150_14, D508 .. D853
+        q = np.empty((len(urec), 2), np.uint32)  # bytes: D109_14 .. D150_14, D508 .. D853
         q[:, 0] = uq[:, 0]
         q[:, 1] = acc
         q8 = q.view(np.uint8)
         np.multiply(q8, np.float32(1 / 255), out=dense)
         if src is not None:
-            dense **= np.take(self.dense_gamma, src, axis=0)
+            dense **= np.take(self.sources.dense_gamma, src, axis=0)
         combo = _block(irec, _I_INT + 5, 4)
         combo *= q8[:, 4:8] != 0
+        return combo
 
-        # the label components (or, projected, the logits): bilinear + dense + position parts
+    def _components(self, urec, irec, dense, pos, proj: tuple) -> np.ndarray:
+        """The label components (or, projected, the logits) [n, K or 2]: bilinear + dense +
+        position parts (+ the bias interaction)."""
         width = _K * (_DIM + 2)
         w_prod, w_dense, w_pos, w_inter = proj
         u_side = urec[:, _U_VEC : _U_VEC + width].view(np.float32)
@@ -754,58 +864,55 @@ class LatentModel:
         if self.cfg.interaction_weight:
             # product of the standardised shared user bias and item bias: a cross of what the
             # user-profile fields and the item fields each say on their own
-            su = u_side[:, _DIM] * np.float32(self.bias_scale[0])
-            si = i_side[:, _DIM + 1] * np.float32(self.bias_scale[1])
+            scale = self.labels.bias_scale
+            su = u_side[:, _DIM] * np.float32(scale[0])
+            si = i_side[:, _DIM + 1] * np.float32(scale[1])
             y += (su * si)[:, None] * w_inter
-        return {"src": src, "urec": urec, "irec": irec, "pos": pos, "combo": combo, "y": y}
-
-    def _projection(self, mix: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """Matrices taking (bilinear products, dense, position, the bias interaction) to the
-        components ``z`` [n, K], or to ``z @ mix`` when ``mix`` is given."""
-        sum_k = np.kron(np.eye(_K), np.ones((_DIM + 2, 1)))  # sums each component's products
-        inter = np.zeros((1, _K))
-        inter[0, 0] = self.cfg.interaction_weight  # the shared component
-        mats = (sum_k, self.beta, self.pos_eff, inter)
-        if mix is not None:
-            mats = tuple(m @ mix for m in mats)
-        return tuple(np.ascontiguousarray(m, dtype=np.float32) for m in mats)
+        return y
 
     def _fill(self, out: dict, start: int, n: int, rng: np.random.Generator) -> None:
         """Writes rows [start, start + n) of ``out``, chunk by chunk from ``rng``."""
         for s in range(start, start + n, CHUNK_ROWS):
             e = min(start + n, s + CHUNK_ROWS)
-            m = e - s
-            f = self._rows(m, rng, out["dense"][s:e], self._proj_logits)
-            logits = f["y"]
-            logits += self.offset
-            p = _sigmoid(logits)
-            p[:, 1] *= p[:, 0]  # P(order) = P(click) P(cvr | click)
-            r = rng.random((m, 2), dtype=np.float32)
-            click = r[:, 0] < p[:, 0]
-            # order | click ~ Bernoulli(p_cvr):  r1 < p_cvr  <=>  r1 * p_click < p_order
-            order = click & (r[:, 1] * p[:, 0] < p[:, 1])
-            out["labels"][s:e, 0] = click
-            out["labels"][s:e, 1] = order
-            out["p_true"][s:e] = p
-            if self.shown_gamma is not None:  # what the sources show, after the labels
-                src = f["src"]
-                out["dense"][s:e] **= np.take(self.shown_gamma, src, axis=0)
-                f["pos"] = self.shown_pos[src, f["pos"]]
-            urec, irec = f["urec"], f["irec"]
-            cat = out["cat"][s:e]
-            _copy_cols(cat, 0, urec, _U_INT, 9)
-            _copy_cols(cat, 9, irec, _I_INT, 5)
-            _copy_cols(cat, 14, f["combo"], 0, 4)
-            cat[:, 18] = f["pos"]
-            _copy_cols(cat, 19, urec, _U_INT + 9, 4)
-            out["user"][s:e] = urec[:, _U_INT]
-            out["source"][s:e] = 0 if f["src"] is None else f["src"]
-            if self.cfg.sequence:
-                L = self.cfg.max_seq_len
-                _copy_cols(out["seq_item"][s:e], 0, urec, _U_SEQ, L)
-                dl = _block(urec, _U_SEQ + L, L).view(np.uint16)
-                np.multiply(dl[:, :L], np.float32(1 / _DAY_STEPS), out=out["seq_days"][s:e])
-                out["seq_loc"][s:e] = dl[:, L:]
+            f = self._rows(e - s, rng, out["dense"][s:e], self.logits_projection)
+            self._write_labels(out, s, e, f["y"], rng)
+            self._write_features(out, s, e, f)
+
+    def _write_labels(self, out: dict, s: int, e: int, logits: np.ndarray, rng) -> None:
+        """Labels and ``p_true`` of rows [s, e) from their logits (offsets not yet added)."""
+        logits += self.offset
+        p = _sigmoid(logits)
+        p[:, 1] *= p[:, 0]  # P(order) = P(click) P(cvr | click)
+        r = rng.random((e - s, 2), dtype=np.float32)
+        click = r[:, 0] < p[:, 0]
+        # order | click ~ Bernoulli(p_cvr):  r1 < p_cvr  <=>  r1 * p_click < p_order
+        order = click & (r[:, 1] * p[:, 0] < p[:, 1])
+        out["labels"][s:e, 0] = click
+        out["labels"][s:e, 1] = order
+        out["p_true"][s:e] = p
+
+    def _write_features(self, out: dict, s: int, e: int, f: dict) -> None:
+        """The features of rows [s, e) as their source shows them (``dense`` is written)."""
+        sources = self.sources
+        if sources.shown_gamma is not None:  # what the sources show, after the labels
+            src = f["src"]
+            out["dense"][s:e] **= np.take(sources.shown_gamma, src, axis=0)
+            f["pos"] = sources.shown_pos[src, f["pos"]]
+        urec, irec = f["urec"], f["irec"]
+        cat = out["cat"][s:e]
+        _copy_cols(cat, 0, urec, _U_INT, 9)
+        _copy_cols(cat, 9, irec, _I_INT, 5)
+        _copy_cols(cat, 14, f["combo"], 0, 4)
+        cat[:, 18] = f["pos"]
+        _copy_cols(cat, 19, urec, _U_INT + 9, 4)
+        out["user"][s:e] = urec[:, _U_INT]
+        out["source"][s:e] = 0 if f["src"] is None else f["src"]
+        if self.cfg.sequence:
+            L = self.cfg.max_seq_len
+            _copy_cols(out["seq_item"][s:e], 0, urec, _U_SEQ, L)
+            dl = _block(urec, _U_SEQ + L, L).view(np.uint16)
+            np.multiply(dl[:, :L], np.float32(1 / _DAY_STEPS), out=out["seq_days"][s:e])
+            out["seq_loc"][s:e] = dl[:, L:]
 
     def empty(self, n: int) -> dict[str, np.ndarray]:
         """Uninitialised output arrays for ``n`` rows (the schema's batch keys)."""

@@ -29,9 +29,10 @@ task's corresponding expert". No softmax and no scale are stated. The options:
   over H), so its scale is 1: ``w = softmax_e(a)`` per unit.
 * ``softmax``: ``w = softmax_e(a)`` (no scale); the same as ``softmax_scaled`` for the fine gate.
 * ``none`` (the default of ``configs/coarse_attention.py``, chosen by measurement: README): the
-  literal steps, ``w = a``: the raw inner products weigh the experts. No normalisation, so the mix is not convex and its scale grows with the experts' activations
-  (quadratically: ``mixed = Σ_e ⟨q, x_e⟩ x_e``); the scores are ≥ 0 when the experts end in ReLU
-  (the default ``expert_activation``), since the sigmoid query is positive.
+  literal steps, ``w = a``: the raw inner products weigh the experts. No normalisation, so the mix
+  is not convex and its scale grows with the experts' activations (quadratically: ``mixed = Σ_e
+  ⟨q, x_e⟩ x_e``); the scores are ≥ 0 when the experts end in ReLU (the default
+  ``expert_activation``), since the sigmoid query is positive.
 
 ``gates`` [B, T, E] (the diagnostic every gated model returns, which the gate statistics read as
 a distribution over experts) is ``w`` under the softmax norms; under ``none`` it is each expert's

@@ -1,6 +1,6 @@
 """Readers of real multi-task datasets; each is a ``config.data.kind``.
 
-Every reader returns a :class:`Dataset`: the schema, ``{"train", "val", "test"}`` columns in the
+Every reader returns :class:`SplitColumns`: the schema, ``{"train", "val", "test"}`` columns in the
 batch layout of ``schema.py`` (``cat`` int32 [N, F] with 0 = missing / rare / unseen, ``dense``
 float32 [N, N_d], ``labels`` float32 [N, T], ``source`` int32 [N], ``user`` int32 [N] when the
 schema has a user field, ``p_true`` [N, T] with oracle columns), statistics, and the
@@ -36,8 +36,8 @@ Parsing. Text goes through Arrow (``pyarrow.csv`` and ``pyarrow.compute``): RFC 
 UTF-8 byte-order mark, CRLF line ends, gzip (``.gz``) and the conversion of numbers are the
 library's. A bad line stops the read with ``path:line: problem`` (the line is the physical line,
 counted outside quoted fields; blank lines are ignored and counted); ``config.data.skip_bad=True``
-skips bad lines and counts them per reason (``Dataset.stats["bad_lines"]``): nothing is dropped
-silently, guessed, or turned into NaN.
+skips bad lines and counts them per reason (``SplitColumns.stats["bad_lines"]``): nothing is
+dropped silently, guessed, or turned into NaN.
 
 Common ``config.data`` keys (defaults in brackets): ``min_count`` [1] — ids with fewer training
 occurrences become 0 (vocabularies are built from the training split only; ids unseen in training
@@ -61,7 +61,7 @@ Choices per format:
 * A user column is a grouping (GAUC, CLICK@N), numbered 1.. over all splits; a user column that is
   not a categorical feature is a field of vocabulary size 1 (always 0, a constant input).
 
-Preprocessing saved with the run. ``Dataset.preprocessing`` is a
+Preprocessing saved with the run. ``SplitColumns.preprocessing`` is a
 :class:`~mtl_jax.data.preprocessing.Preprocessing`: per categorical field the vocabulary (raw
 value → id, 0 for missing / rare / unseen), per dense column the scaling and its training
 statistics, the column names, the tasks with their types, and the label / user / source / oracle
@@ -83,7 +83,7 @@ from mtl_jax.data.readers import (
     rechub,
     shared,
 )
-from mtl_jax.data.readers.shared import Dataset, split_indices
+from mtl_jax.data.readers.shared import SplitColumns, split_indices
 
 READERS = {
     "rechub_csv": rechub.read,
@@ -97,10 +97,10 @@ READERS = {
 KINDS = tuple(READERS)
 SPLITS = shared.SPLITS
 
-__all__ = ["Dataset", "KINDS", "READERS", "read", "split_indices", "summary"]
+__all__ = ["KINDS", "READERS", "SplitColumns", "read", "split_indices", "summary"]
 
 
-def read(cfg) -> Dataset:
+def read(cfg) -> SplitColumns:
     """Reads the dataset ``config.data`` names."""
     kind = cfg.kind
     if kind not in READERS:
@@ -108,21 +108,21 @@ def read(cfg) -> Dataset:
     return READERS[kind](cfg)
 
 
-def summary(ds: Dataset) -> str:
+def summary(data: SplitColumns) -> str:
     """Rows, label rates, rare / unseen ids per split and skipped lines, in a few lines."""
     lines = []
-    for s, info in ds.stats.get("splits", {}).items():
+    for s, info in data.stats.get("splits", {}).items():
         rates = info.get("label_rates")
         rate = " ".join(f"{k}={v:.4f}" for k, v in rates.items()) if rates else ""
-        ids = ds.stats.get("ids", {}).get(s, {})
+        ids = data.stats.get("ids", {}).get(s, {})
         rare = sum(v["rare"] for v in ids.values())
         unseen = sum(v["unseen"] for v in ids.values())
         lines.append(
             f"  {s:5s} {info['rows']:>10,} rows {rate}  ids → 0: rare {rare:,} unseen {unseen:,}"
         )
-    bad = ds.stats.get("bad_lines")
+    bad = data.stats.get("bad_lines")
     if bad and bad["skipped_lines"]:
         lines.append(f"  skipped bad lines: {bad['skipped_lines']} {bad['by_reason']}")
-    if ds.stats.get("blank_lines"):
-        lines.append(f"  blank lines ignored: {ds.stats['blank_lines']}")
+    if data.stats.get("blank_lines"):
+        lines.append(f"  blank lines ignored: {data.stats['blank_lines']}")
     return "\n".join(lines)

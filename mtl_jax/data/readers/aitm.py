@@ -54,7 +54,7 @@ def _files(path: str) -> dict[str, list[str]]:
     return {s: [shared.one(path, f"*{s}*", s)] for s in ("train", "test")}
 
 
-def read(cfg) -> shared.Dataset:
+def read(cfg) -> shared.SplitColumns:
     opts, path = shared.options(cfg), shared.resolve_path(cfg, kind="aitm_csv")
     bad, stats = BadLines(opts.skip_bad), {}
     parts = {

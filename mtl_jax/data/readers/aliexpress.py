@@ -61,7 +61,7 @@ def preprocessing(num_sources: int) -> pp.Preprocessing:
     )
 
 
-def read(cfg) -> shared.Dataset:
+def read(cfg) -> shared.SplitColumns:
     opts = shared.options(cfg)
     paths = shared.resolve_path(cfg, kind="aliexpress").split(",")
     bad, stats = BadLines(opts.skip_bad), {"sources": paths}

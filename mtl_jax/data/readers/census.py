@@ -126,7 +126,7 @@ def preprocessing(dense_scaling: str) -> pp.Preprocessing:
     )
 
 
-def read(cfg) -> shared.Dataset:
+def read(cfg) -> shared.SplitColumns:
     opts, path = shared.options(cfg), shared.resolve_path(cfg, kind="census")
     bad, stats = BadLines(opts.skip_bad), {}
     if os.path.isdir(path):

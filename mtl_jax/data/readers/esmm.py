@@ -116,7 +116,7 @@ def _files(path: str) -> dict[str, list[str]]:
     return {s: [shared.one(path, f"*{s}*", s)] for s in ("train", "test")}
 
 
-def read(cfg) -> shared.Dataset:
+def read(cfg) -> shared.SplitColumns:
     opts, path = shared.options(cfg), shared.resolve_path(cfg, kind="esmm_text")
     bad, stats = BadLines(opts.skip_bad), {}
     parts = {

@@ -139,7 +139,7 @@ def preprocessing(cols: Columns, dense_scaling: str, num_sources: int) -> pp.Pre
     )
 
 
-def read(cfg) -> shared.Dataset:
+def read(cfg) -> shared.SplitColumns:
     opts, path = shared.options(cfg), shared.resolve_path(cfg, kind="csv")
     cols = Columns(cfg)
     bad, stats = BadLines(opts.skip_bad), {}

@@ -9,7 +9,7 @@ from mtl_jax.data.readers import shared
 from mtl_jax.data.schema import Schema, batch_keys
 
 
-def read(cfg) -> shared.Dataset:
+def read(cfg) -> shared.SplitColumns:
     path = shared.resolve_path(cfg, kind="prepared")
     meta = shards.read_metadata(path)
     schema = Schema.from_dict(meta["schema"])
@@ -27,4 +27,4 @@ def read(cfg) -> shared.Dataset:
         "ids": {s: v["fields"] for s, v in meta.get("ids", {}).items()},
         "prepared": {k: meta[k] for k in ("dropped", "timing") if k in meta},
     }
-    return shared.Dataset(schema=schema, splits=splits, stats=stats)
+    return shared.SplitColumns(schema=schema, splits=splits, stats=stats)

@@ -27,7 +27,7 @@ def read_file(path: str, bad: BadLines, stats: dict) -> shared.Raw:
     return shared.check_columns(raw, KINDS, bad)
 
 
-def read(cfg) -> shared.Dataset:
+def read(cfg) -> shared.SplitColumns:
     opts, path = shared.options(cfg), shared.resolve_path(cfg, kind="rechub_csv")
     bad, stats = BadLines(opts.skip_bad), {}
     parts = {s: read_file(shared.one(path, f"*{s}*.csv", s), bad, stats) for s in shared.SPLITS}

@@ -1,7 +1,7 @@
 """What every reader shares: config options, finding files, text tables through Arrow with line
-numbers, checked conversion of columns, validation splits, and the last step from raw tables to a
-:class:`Dataset` (fit a :class:`~mtl_jax.data.preprocessing.Preprocessing` on the training split,
-apply it to every split).
+numbers, checked conversion of columns, validation splits, and the last step from raw tables to
+:class:`SplitColumns` (fit a :class:`~mtl_jax.data.preprocessing.Preprocessing` on the training
+split, apply it to every split).
 
 Text files go through ``pyarrow.csv``: RFC 4180 quoting, a UTF-8 byte-order mark, CRLF (or CR)
 line ends and gzip are the library's job. Arrow does not number lines, so :func:`read_text` maps
@@ -39,10 +39,10 @@ _MAX_SAFE_INT = float(2**53)
 
 
 @dataclasses.dataclass
-class Dataset:
-    """A loaded dataset: schema, split columns, statistics (rows, label rates, rare/unseen ids
-    per split and field, skipped lines) and the preprocessing that made the columns from the raw
-    rows (None for prepared shards)."""
+class SplitColumns:
+    """What a reader returns: every split's columns, their schema, statistics (rows, label rates,
+    rare/unseen ids per split and field, skipped lines) and the preprocessing that made the
+    columns from the raw rows (None for prepared shards)."""
 
     schema: Schema
     splits: dict[str, dict[str, np.ndarray]]
@@ -583,10 +583,12 @@ def three_way(raw: Raw, opts: Options, *, user_column: str | None, what: str) ->
     return {"train": raw.take(train), "val": raw.take(val), "test": raw.take(test)}
 
 
-# ---- raw tables → Dataset ------------------------------------------------------------------------
+# ---- raw tables → SplitColumns ----------------------------------------------------------------
 
 
-def finish(parts: dict[str, Raw], prep: pp.Preprocessing, opts: Options, stats: dict) -> Dataset:
+def finish(
+    parts: dict[str, Raw], prep: pp.Preprocessing, opts: Options, stats: dict
+) -> SplitColumns:
     """Fits ``prep`` (vocabularies, dense scaling) on the training split, applies it to every
     split, and gathers the statistics."""
     stats = dict(stats)
@@ -612,7 +614,7 @@ def finish(parts: dict[str, Raw], prep: pp.Preprocessing, opts: Options, stats: 
         stats.setdefault("splits", {})[s] = info
     stats["ids"] = ids
     stats.update(prep.fit_stats())
-    return Dataset(schema=schema, splits=splits, stats=stats, preprocessing=prep)
+    return SplitColumns(schema=schema, splits=splits, stats=stats, preprocessing=prep)
 
 
 def aliccp_preprocessing(

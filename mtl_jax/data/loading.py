@@ -1,4 +1,4 @@
-"""``config.data`` → (schema, {"train", "val", "test"} columns): the one entry point to datasets.
+"""``config.data`` → (schema, {"train", "val", "test"} columns): the one way data is loaded.
 
 Every reader returns columns in the batch layout of ``schema.py``; the pipeline and the model
 never see a file format. ``config.data.kind`` is ``synthetic`` (the built-in Ali-CCP-shaped
@@ -11,6 +11,8 @@ path layouts are documented there.
 from __future__ import annotations
 
 import dataclasses
+
+from absl import logging
 
 from mtl_jax.data import readers, relatedness, synthetic
 from mtl_jax.data.preprocessing import Preprocessing
@@ -51,8 +53,8 @@ def relatedness_config(data_cfg) -> relatedness.RelatednessConfig:
 def load(data_cfg) -> tuple[Schema, dict]:
     """Loads (or generates) every split named by ``config.data``.
 
-    Real datasets print a short report (rows, label rates, ids mapped to 0 as rare or unseen,
-    skipped lines).
+    Real datasets log a short report at INFO (rows, label rates, ids mapped to 0 as rare or
+    unseen, skipped lines).
     """
     schema, splits, _ = load_with_preprocessing(data_cfg)
     return schema, splits
@@ -71,9 +73,9 @@ def load_with_preprocessing(data_cfg) -> tuple[Schema, dict, Preprocessing | Non
         splits = {s: relatedness.generate(cfg, s) for s in SPLITS}
         return relatedness.schema(cfg), splits, None
     if kind in readers.KINDS:
-        ds = readers.read(data_cfg)
-        print(f"data: {kind} {data_cfg.get('path')}\n{readers.summary(ds)}", flush=True)
-        return ds.schema, ds.splits, ds.preprocessing
+        data = readers.read(data_cfg)
+        logging.info("data: %s %s\n%s", kind, data_cfg.get("path"), readers.summary(data))
+        return data.schema, data.splits, data.preprocessing
     raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
 
 
