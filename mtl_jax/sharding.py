@@ -61,18 +61,6 @@ def sharding_rules(mesh_cfg) -> tuple:
     return rules
 
 
-def _path_str(path) -> str:
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
-
-
 def state_sharding(abstract_state, mesh, rules=()):
     """Sharding of every leaf of the (abstract) train state.
 
@@ -83,7 +71,7 @@ def state_sharding(abstract_state, mesh, rules=()):
     """
 
     def one(path, leaf):
-        name = _path_str(path)
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
         for pattern, spec in rules:
             if re.search(pattern, name):
                 if len(spec) > leaf.ndim:
