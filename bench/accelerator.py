@@ -302,13 +302,15 @@ class _Bench:
 
         jax = self.jax
         mesh = sharding.make_mesh(config.mesh)
-        opt = optim.make_optimizer(config.optim, 10_000)
-        graphdef, params, model_state = init_model(schema, config.model, config.seed)
-        state = create_train_state(params, model_state, opt)
+        tx = optim.make_optimizer(config, 10_000)
+        graphdef, params, model_state = init_model(
+            schema, config.model, config.seed, config.loss.get("weighting", "static")
+        )
+        state = create_train_state(params, model_state, tx)
         state_sh = sharding.state_sharding(state, mesh, sharding.sharding_rules(config.mesh))
         state = jax.device_put(state, state_sh)
         regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
-        return mesh, opt, graphdef, state, state_sh, sharding.batch_sharding(mesh), regression
+        return mesh, tx, graphdef, state, state_sh, sharding.batch_sharding(mesh), regression
 
     def device_batches(self, columns, batch_size: int, count: int, mesh) -> list:
         from mtl_jax import sharding
@@ -354,15 +356,15 @@ class _Bench:
         print(f"bf16 GEMM peak: {gflops:,.1f} GFLOP/s ([{n}, {n}] @ [{n}, {n}])", flush=True)
 
     def train_cell(self, model: str, batch: int, dtype: str, shard: bool) -> dict:
-        from mtl_jax import steps
+        from mtl_jax import loop
 
         config = self.config(model)
         config.batch_size = batch
         config.compute_dtype = dtype
         config.mesh.shard_embeddings = shard
         schema, splits = self.data(config.data)
-        mesh, opt, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
-        jitted = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
+        mesh, tx, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
+        jitted = loop.jit_train_step(graphdef, tx, config, state_sh, batch_sh, regression)
         batches = self.device_batches(splits["train"], batch, self.size["cycle"], mesh)
         t0 = time.perf_counter()
         compiled = jitted.lower(state, batches[0]).compile()
@@ -386,14 +388,14 @@ class _Bench:
         return row
 
     def eval_cell(self, model: str, dtype: str) -> dict:
-        from mtl_jax import steps
+        from mtl_jax import loop
 
         batch = self.size["eval_batch"]
         config = self.config(model)
         config.compute_dtype = dtype
         schema, splits = self.data(config.data)
         mesh, _, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
-        jitted = steps.jit_eval_step(
+        jitted = loop.jit_eval_step(
             graphdef, config, state_sh.params, state_sh.model_state, batch_sh, regression
         )
         batches = self.device_batches(splits["train"], batch, 1, mesh)
@@ -422,15 +424,15 @@ class _Bench:
 
         from jax.profiler import ProfileData
 
-        from mtl_jax import steps
+        from mtl_jax import loop
 
         jax = self.jax
         config = self.config(model)
         config.batch_size = batch
         config.compute_dtype = dtype
         schema, splits = self.data(config.data)
-        mesh, opt, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
-        jitted = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
+        mesh, tx, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
+        jitted = loop.jit_train_step(graphdef, tx, config, state_sh, batch_sh, regression)
         batches = self.device_batches(splits["train"], batch, self.size["cycle"], mesh)
         compiled = jitted.lower(state, batches[0]).compile()
         op_names = hlo_op_names(compiled.as_text())
@@ -478,8 +480,8 @@ class _Bench:
         config.batch_size = batch
         config.compute_dtype = dtype
         schema, splits = self.data(config.data)
-        mesh, opt, graphdef, state, _, _, regression = self.setup(config, schema)
-        if not opt.sparse or config.loss.get("weighting", "static") != "static":
+        mesh, tx, graphdef, state, _, _, regression = self.setup(config, schema)
+        if not tx.sparse or config.loss.get("weighting", "static") != "static":
             raise ValueError("the breakdown covers the sparse embedding update, static weighting")
         (b,) = self.device_batches(splits["train"], batch, 1, mesh)
         _, model_params = weighting.split_params(state.params)
@@ -519,9 +521,9 @@ class _Bench:
         def update(carry, grads, rows, step):
             rest, tables, tx_state, embed_state = carry
             g_rest, g_rows = grads
-            updates, tx_state = opt.tx.update(g_rest, tx_state, rest)
+            updates, tx_state = tx.model_tx.update(g_rest, tx_state, rest)
             rest = optax.apply_updates(rest, updates)
-            tables, embed_state = opt.update_rows(tables, embed_state, rows, g_rows, step)
+            tables, embed_state = tx.update_rows(tables, embed_state, rows, g_rows, step)
             return rest, tables, tx_state, embed_state
 
         fwd_bwd = jax.jit(fwd_bwd)
@@ -552,7 +554,7 @@ class _Bench:
 
     def dtype_auc(self) -> dict:
         """Paper MMoE trained ``auc_steps`` steps in fp32 and in bf16 on the same batches."""
-        from mtl_jax import eval_report, metrics, steps
+        from mtl_jax import eval_report, loop, metrics
         from mtl_jax.data import loading, pipeline
         from mtl_jax.sharding import to_global
 
@@ -567,9 +569,9 @@ class _Bench:
         out = {"model": "mmoe", "batch": batch, "steps": num_steps, "test_rows": None}
         for dtype in DTYPES:
             config.compute_dtype = dtype
-            mesh, opt, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
-            train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
-            eval_step = steps.jit_eval_step(
+            mesh, tx, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
+            train_step = loop.jit_train_step(graphdef, tx, config, state_sh, batch_sh, regression)
+            eval_step = loop.jit_eval_step(
                 graphdef, config, state_sh.params, state_sh.model_state, batch_sh, regression
             )
             it = pipeline.train_batches(

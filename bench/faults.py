@@ -145,10 +145,10 @@ def state_digests(workdir: str) -> tuple[str, str, int]:
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     schema, splits = loading.load(config.data)
-    opt = optim.make_optimizer(
-        config.optim, loop.total_steps(config, pipeline.num_rows(splits["train"]))
+    tx = optim.make_optimizer(config, loop.total_steps(config, pipeline.num_rows(splits["train"])))
+    abstract = abstract_train_state(
+        schema, config.model, tx, config.seed, config.loss.get("weighting", "static")
     )
-    abstract = abstract_train_state(schema, config.model, opt, config.seed)
     mesh = sharding.make_mesh(config.mesh)
     shardings = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))

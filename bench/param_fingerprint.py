@@ -8,10 +8,11 @@ refactor changed no arithmetic: same seed → bit-identical parameters.
 Each variant trains ``configs/<name>.py:runlocal`` for ``--steps`` steps through the real loop
 (``loop.train_and_evaluate``), restores the final checkpoint (``restore.restore_run``) and hashes
 every parameter and model-state leaf (SHA-256 of path, dtype, shape and bytes). The task-weighting
-parameters, when a run has them, get their own hash, so a change of where they are kept does not
-hide a change of their values. Variants cover every model config, the learned loss weightings and
-the embedding updates. Bit-identity holds on one machine and one JAX build; a fingerprint file is
-not meant to match across machines.
+parameters, when a run has them (a learned weighting), get their own hash, so a change of where
+they are kept does not hide a change of their values. Runs without a learned weighting once held
+untrained task-weighting parameters too; a recorded hash of those is not compared. Variants
+cover every model config, the learned loss weightings and the embedding updates. Bit-identity
+holds on one machine and one JAX build; a fingerprint file is not meant to match across machines.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtl_jax import loop, restore  # noqa: E402
+from mtl_jax import loop, optim, restore, weighting  # noqa: E402
 
 MODELS = (
     "mlp", "shared_bottom", "omoe", "mmoe", "esmm", "cgc", "ple", "aitm", "coarse_attention",
@@ -48,7 +49,6 @@ VARIANTS = {
     ),
     "paper_full_paper": ("paper_full", ["@paper"]),
 }
-WEIGHTING_KEY = "task_weighting"
 
 
 def _digest(tree) -> str:
@@ -82,15 +82,21 @@ def fingerprint(name: str, steps: int) -> dict:
         loop.train_and_evaluate(config, workdir)
         run = restore.restore_run(workdir)
         params = dict(run.params)
-        weighting = params.pop(WEIGHTING_KEY, None)
+        weighting = params.pop(optim.TASK_WEIGHTING, None)
         out = {"params": _digest(params), "model_state": _digest(run.model_state)}
-        if (
-            weighting is not None
-            and name.startswith("mmoe_")
-            and "weighting" in " ".join(overrides)
-        ):
+        if weighting is not None:
             out["task_weighting"] = _digest(weighting)
     return out
+
+
+def _same(name: str, before: dict | None, after: dict) -> bool:
+    """Equal fingerprints; a recorded task-weighting hash counts only under a learned weighting."""
+    if before is None:
+        return False
+    kinds = [o.split("=", 1)[1] for o in VARIANTS[name][1] if o.startswith("loss.weighting=")]
+    if not set(kinds) & set(weighting.LEARNED):
+        before = {k: v for k, v in before.items() if k != "task_weighting"}
+    return before == after
 
 
 def main():
@@ -115,7 +121,7 @@ def main():
     if a.compare:
         with open(a.compare) as f:
             ref = json.load(f)["fingerprints"]
-        bad = [n for n in result if ref.get(n) != result[n]]
+        bad = [n for n in result if not _same(n, ref.get(n), result[n])]
         for n in bad:
             print(f"DIFFERS {n}: before {ref.get(n)} after {result[n]}")
         print(f"{len(result) - len(bad)}/{len(result)} variants bit-identical")

@@ -22,8 +22,8 @@ batch 1000, Adam lr 1e-3, no dropout, no weight decay), then predicting the test
 
 * Ours runs in this process on the library's training path: the Grain pipeline
   (``pipeline.train_batches``), ``sharding.to_global``, the jitted, donated
-  ``steps.jit_train_step``, and for the test rows ``eval_report.predict_split`` with
-  ``steps.jit_eval_step``. The config is the library's default for ``mmoe`` (so
+  ``loop.jit_train_step``, and for the test rows ``eval_report.predict_split`` with
+  ``loop.jit_eval_step``. The config is the library's default for ``mmoe`` (so
   ``loss.cascade=masked``, ``loss.loss_weights=(1, 0.02)``, ``optim.embedding_update=lazy_adam``);
   ``--set`` overrides any key, e.g. ``--set loss.cascade=none``.
 * The peer runs in a subprocess of the peer venv's python (``--worker torch``, which imports
@@ -432,7 +432,7 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
     """One epoch of the library's training path over ``splits["train"]``, then test predictions."""
     import jax
 
-    from mtl_jax import eval_report, optim, sharding, steps
+    from mtl_jax import eval_report, loop, optim, sharding
     from mtl_jax.data import loading, pipeline
     from mtl_jax.state import count_params, create_train_state, init_model
 
@@ -441,14 +441,14 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
     num_steps = pipeline.steps_per_epoch(n_train, config.batch_size)
     if num_steps <= warmup:
         raise SystemExit(f"only {num_steps} steps per epoch; need more than --warmup={warmup}")
-    opt = optim.make_optimizer(config.optim, num_steps)
-    graphdef, params, model_state = init_model(schema, config.model, seed)
+    tx = optim.make_optimizer(config, num_steps)
+    graphdef, params, model_state = init_model(schema, config.model, seed, config.loss.weighting)
     n_params = count_params(params)
-    state = create_train_state(params, model_state, opt)
+    state = create_train_state(params, model_state, tx)
     state_sh = sharding.state_sharding(state, mesh, sharding.sharding_rules(config.mesh))
     state = jax.device_put(state, state_sh)
     batch_sh = sharding.batch_sharding(mesh)
-    train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh)
+    train_step = loop.jit_train_step(graphdef, tx, config, state_sh, batch_sh)
     train_iter = iter(
         pipeline.train_batches(
             loading.model_inputs(splits["train"]),
@@ -477,7 +477,7 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
         t_end = time.perf_counter()
     finally:
         train_iter.close()
-    eval_step = steps.jit_eval_step(
+    eval_step = loop.jit_eval_step(
         graphdef, config, state_sh.params, state_sh.model_state, batch_sh
     )
     t_pred = time.perf_counter()

@@ -28,7 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 
 from configs import common  # noqa: E402
-from mtl_jax import optim, sharding, steps  # noqa: E402
+from mtl_jax import loop, optim, sharding  # noqa: E402
 from mtl_jax.data import loading, pipeline  # noqa: E402
 from mtl_jax.state import count_params, create_train_state, init_model  # noqa: E402
 
@@ -63,14 +63,14 @@ def apply_overrides(config, items):
 def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
     schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
-    opt = optim.make_optimizer(config.optim, warmup + steps_to_time)
-    graphdef, params, model_state = init_model(schema, config.model, config.seed)
-    state = create_train_state(params, model_state, opt)
+    tx = optim.make_optimizer(config, warmup + steps_to_time)
+    graphdef, params, model_state = init_model(
+        schema, config.model, config.seed, config.loss.get("weighting", "static")
+    )
+    state = create_train_state(params, model_state, tx)
     state_sh = sharding.state_sharding(state, mesh)
     state = jax.device_put(state, state_sh)
-    train_step = steps.jit_train_step(
-        graphdef, opt, config, state_sh, sharding.batch_sharding(mesh)
-    )
+    train_step = loop.jit_train_step(graphdef, tx, config, state_sh, sharding.batch_sharding(mesh))
     it = iter(
         pipeline.train_batches(
             loading.model_inputs(splits["train"]),

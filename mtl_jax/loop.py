@@ -7,6 +7,7 @@ always before a checkpoint is written), so a bad step can never reach a checkpoi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -26,6 +27,30 @@ from mtl_jax.state import abstract_model, abstract_train_state, create_train_sta
 
 class NonFiniteLossError(FloatingPointError, UserError):
     """A non-finite training loss; the message says which step and what was saved."""
+
+
+def jit_train_step(graphdef, tx, config, state_sharding, batch_sharding, regression=None):
+    """The jitted ``steps.train_step``: donated state, shardings fixed, so it compiles once."""
+    regression = None if regression is None else tuple(bool(r) for r in regression)
+    return jax.jit(
+        functools.partial(
+            steps.train_step, graphdef=graphdef, tx=tx, config=config, regression=regression
+        ),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, None),
+        donate_argnums=(0,),
+    )
+
+
+def jit_eval_step(
+    graphdef, config, params_sharding, model_state_sharding, batch_sharding, regression=None
+):
+    """The jitted ``steps.eval_step``, its inputs sharded like training's."""
+    regression = None if regression is None else tuple(bool(r) for r in regression)
+    return jax.jit(
+        functools.partial(steps.eval_step, graphdef=graphdef, config=config, regression=regression),
+        in_shardings=(params_sharding, model_state_sharding, batch_sharding),
+    )
 
 
 def total_steps(config, n_train: int) -> int:
@@ -94,14 +119,17 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     n_train = pipeline.num_rows(splits["train"])
     num_steps = total_steps(config, n_train)
 
-    opt = optim.make_optimizer(config.optim, num_steps)
+    tx = optim.make_optimizer(config, num_steps)
     graphdef, _, _ = abstract_model(schema, config.model, config.seed)
-    abstract_state = abstract_train_state(schema, config.model, opt, config.seed)
+    weighting_kind = config.loss.get("weighting", "static")
+    abstract_state = abstract_train_state(schema, config.model, tx, config.seed, weighting_kind)
     state_sh = sharding.state_sharding(abstract_state, mesh, sharding.sharding_rules(config.mesh))
     # Initialised inside jit straight onto its shardings: a row-sharded table is never whole on
     # one device.
     state = jax.jit(
-        lambda: create_train_state(*init_model(schema, config.model, config.seed)[1:], opt),
+        lambda: create_train_state(
+            *init_model(schema, config.model, config.seed, weighting_kind)[1:], tx
+        ),
         out_shardings=state_sh,
     )()
     batch_sh = sharding.batch_sharding(mesh)
@@ -176,8 +204,8 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
             write_atomic(os.path.join(workdir, "preprocessing.json"), preprocessing.to_json())
 
     regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
-    train_step = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
-    eval_step = steps.jit_eval_step(
+    train_step = jit_train_step(graphdef, tx, config, state_sh, batch_sh, regression)
+    eval_step = jit_eval_step(
         graphdef, config, state_sh.params, state_sh.model_state, batch_sh, regression
     )
     writer = MetricWriter(workdir, resume_step=start)

@@ -3,12 +3,12 @@
 Embedding tables (``params["inputs"]["tables"]``) and dense weights get their own learning-rate
 scale and weight decay; decay never applies to biases or Dice/PReLU slopes.
 
-The loss weighting's learnable parameters (``params["task_weighting"]``, see
-``mtl_jax/weighting.py``) are a third group that the model's optimizer never sees: they are updated
-by ``Optimizer.update_task_weighting`` with Adam (optax's default betas and eps) at
-``config.loss.weighting_lr``, without weight decay or gradient clipping. Their gradients (of the
-weighting's own objective under GradNorm) are on another scale than the model's, so sharing the
-model's clipping or learning rate would couple the two.
+The learnable parameters of a learned loss weighting (``params["task_weighting"]``, present only
+under ``uncertainty`` and ``gradnorm``, see ``mtl_jax/weighting.py``) are a third group that the
+model's transformation never sees: ``optax.partition`` gives them Adam (optax's default betas and
+eps) at ``config.loss.weighting_lr``, without weight decay or gradient clipping. Their gradients
+(of the weighting's own objective under GradNorm) are on another scale than the model's, so
+sharing the model's clipping or learning rate would couple the two.
 
 ``config.optim.embedding_update`` chooses how the tables are updated:
 
@@ -30,11 +30,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl_jax import weighting
-
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 EMBEDDING_UPDATES = ("dense", "lazy_adam", "rowwise_adagrad")
 TABLES = ("inputs", "tables")  # where every model keeps its fused embedding tables
+TASK_WEIGHTING = "task_weighting"  # top-level params key of a learned loss weighting's params
 SCHEDULES = ("constant", "warmup_cosine", "warmup_linear")
 
 
@@ -84,7 +83,7 @@ def _base(cfg, lr, weight_decay: float) -> optax.GradientTransformation:
     raise ValueError(f"config.optim.name must be one of {OPTIMIZERS}, got {cfg.name!r}")
 
 
-def _dense_tx(cfg, lr) -> optax.GradientTransformation:
+def _model_tx(cfg, lr) -> optax.GradientTransformation:
     dense = _base(cfg, lr, cfg.weight_decay if cfg.name == "adamw" else 0.0)
     embed_lr = lambda step: lr(step) * cfg.embed_lr_scale
     embed = _base(cfg, embed_lr, cfg.embed_weight_decay if cfg.name == "adamw" else 0.0)
@@ -95,10 +94,6 @@ def _dense_tx(cfg, lr) -> optax.GradientTransformation:
     if cfg.clip_norm and cfg.clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
     return tx
-
-
-# The task-weighting group: Adam's direction; the learning rate is config.loss.weighting_lr.
-_WEIGHTING_ADAM = optax.scale_by_adam()
 
 
 def split_tables(params: dict) -> tuple[dict, dict]:
@@ -119,18 +114,25 @@ def merge_tables(rest: dict, tables: dict) -> dict:
     return dict(rest, **{TABLES[0]: dict(rest.get(TABLES[0], {}), **{TABLES[1]: tables})})
 
 
+def _label(params: dict) -> dict:
+    """``weighting`` for the task-weighting parameters, ``model`` for the rest (a prefix tree)."""
+    return {k: "weighting" if k == TASK_WEIGHTING else "model" for k in params}
+
+
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    """``tx`` for the dense parameters plus, when sparse, the row-wise table update.
+    """The model's optax transformation, a learned weighting's, and the row-wise table update.
 
     Attributes:
-      tx: optax transformation; over all params when ``embedding_update == "dense"``, else over
-        the params without the tables.
+      model_tx: optax transformation of the model's params; all of them when
+        ``embedding_update == "dense"``, else those without the tables.
+      weighting_lr: ``config.loss.weighting_lr``, the learning rate of ``weighting_tx``.
       embedding_update: one of ``EMBEDDING_UPDATES``.
       embed_lr: learning-rate schedule of the tables.
     """
 
-    tx: optax.GradientTransformation
+    model_tx: optax.GradientTransformation
+    weighting_lr: float | None
     embedding_update: str
     embed_lr: optax.Schedule
     b1: float
@@ -142,35 +144,29 @@ class Optimizer:
     def sparse(self) -> bool:
         return self.embedding_update != "dense"
 
+    @property
+    def weighting_tx(self) -> optax.GradientTransformation:
+        """Adam (no decay, no clipping) for ``params[TASK_WEIGHTING]``: p + (-lr) · adam(g)."""
+        return optax.chain(optax.scale_by_adam(), optax.scale(-self.weighting_lr))
+
+    def dense_tx(self, params: dict) -> optax.GradientTransformation:
+        """The transformation of ``params`` (without the tables when sparse): ``model_tx``, and
+        ``weighting_tx`` for ``params[TASK_WEIGHTING]`` when they are there (``optax.partition``).
+        """
+        if TASK_WEIGHTING not in params:
+            return self.model_tx
+        return optax.partition({"model": self.model_tx, "weighting": self.weighting_tx}, _label)
+
     def init(self, params: dict) -> dict:
-        """``tx`` (and ``embed`` when sparse) for the model; ``weighting`` for the task weights."""
-        weighting_params, params = weighting.split_params(params)
-        out = {}
-        if weighting_params is not None:
-            out["weighting"] = {
-                "adam": _WEIGHTING_ADAM.init(weighting_params),
-                **weighting.init_state(weighting_params),
-            }
+        """``tx``: the state of ``dense_tx``; ``embed`` when sparse: the tables' row states."""
         if not self.sparse:
-            return dict(out, tx=self.tx.init(params))
+            return {"tx": self.dense_tx(params).init(params)}
         tables, rest = split_tables(params)
         if self.embedding_update == "lazy_adam":
             embed = {k: {"m": jnp.zeros_like(t), "v": jnp.zeros_like(t)} for k, t in tables.items()}
         else:
             embed = {k: {"acc": jnp.full(t.shape[:1], 0.1, t.dtype)} for k, t in tables.items()}
-        return dict(out, tx=self.tx.init(rest), embed=embed)
-
-    def update_task_weighting(
-        self, weighting_params: dict, grads: dict, weighting_state: dict, learning_rate: float
-    ) -> tuple[dict, dict]:
-        """One Adam step of the task-weighting parameters (no decay, no clipping).
-
-        Returns the new parameters and the new ``opt_state["weighting"]`` (its ``initial_losses``
-        are carried over unchanged).
-        """
-        updates, adam = _WEIGHTING_ADAM.update(grads, weighting_state["adam"])
-        new = jax.tree.map(lambda p, u: p - learning_rate * u, weighting_params, updates)
-        return new, dict(weighting_state, adam=adam)
+        return {"tx": self.dense_tx(rest).init(rest), "embed": embed}
 
     def update_rows(self, tables, embed_state, rows, row_grads, step):
         """Updates the touched rows of every table.
@@ -212,8 +208,9 @@ class Optimizer:
         return new_tables, new_state
 
 
-def make_optimizer(cfg, total_steps: int) -> Optimizer:
-    """Builds the optimizer from ``config.optim``."""
+def make_optimizer(config, total_steps: int) -> Optimizer:
+    """Builds the optimizer from ``config.optim`` and ``config.loss.weighting_lr``."""
+    cfg = config.optim
     if cfg.embedding_update not in EMBEDDING_UPDATES:
         raise ValueError(
             f"config.optim.embedding_update must be one of {EMBEDDING_UPDATES}, "
@@ -226,7 +223,8 @@ def make_optimizer(cfg, total_steps: int) -> Optimizer:
         )
     lr = schedule(cfg, total_steps)
     return Optimizer(
-        tx=_dense_tx(cfg, lr),
+        model_tx=_model_tx(cfg, lr),
+        weighting_lr=config.loss.get("weighting_lr"),
         embedding_update=cfg.embedding_update,
         embed_lr=lambda step: lr(step) * cfg.embed_lr_scale,
         b1=cfg.b1,

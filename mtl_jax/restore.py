@@ -15,7 +15,7 @@ import os
 import jax
 import ml_collections
 
-from mtl_jax import optim, sharding, steps
+from mtl_jax import loop, optim, sharding
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding, failure_reason
 from mtl_jax.cli import UserError
 from mtl_jax.data.preprocessing import Preprocessing
@@ -46,7 +46,7 @@ class Run:
 
     def eval_step(self):
         """The jitted eval step, sharded like training's (batch rows over ``data``)."""
-        return steps.jit_eval_step(
+        return loop.jit_eval_step(
             self.graphdef,
             self.config,
             self.params_sharding,
@@ -107,8 +107,10 @@ def restore_run(workdir: str, step: int | None = None) -> Run:
         graphdef, _, _ = abstract_model(schema, config.model, config.seed)
         # The checkpoint is one tree, optimizer state included, so the whole state is restored;
         # its structure does not depend on the schedule's length, which is all ``step`` sets.
-        opt = optim.make_optimizer(config.optim, max(step, 1))
-        abstract = abstract_train_state(schema, config.model, opt, config.seed)
+        tx = optim.make_optimizer(config, max(step, 1))
+        abstract = abstract_train_state(
+            schema, config.model, tx, config.seed, config.loss.get("weighting", "static")
+        )
         state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
         try:
             state = ckpt.restore(step, abstract_with_sharding(abstract, state_sh))

@@ -4,10 +4,10 @@
 from an NNX model with ``nnx.split``; steps rebuild the module with ``nnx.merge(graphdef, ...)``.
 Nothing here holds a Module.
 
-``params`` also holds the loss weighting's learnable parameters under ``params["task_weighting"]``
-(``mtl_jax/weighting.py``), whatever ``config.loss.weighting`` is, so that checkpoints and
-shardings treat them like any other parameter and the state has one structure for every config;
-the steps split them off before merging the model.
+Under a learned loss weighting (``weighting.LEARNED``) ``params`` also holds its parameters under
+``params["task_weighting"]`` (``mtl_jax/weighting.py``), so that checkpoints and shardings treat
+them like any other parameter, and ``opt_state["weighting"]`` its non-trainable state; the steps
+split them off before merging the model.
 """
 
 from __future__ import annotations
@@ -36,43 +36,46 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict, dict]:
     return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
 
-def init_model(schema, model_config, seed: int) -> tuple[nnx.GraphDef, dict, dict]:
+def init_model(
+    schema, model_config, seed: int, loss_weighting: str = "static"
+) -> tuple[nnx.GraphDef, dict, dict]:
     """Builds the model and splits it into its graph definition, params and model state.
 
-    The params include the task-weighting parameters (``weighting.init_params``).
+    Under a learned ``loss_weighting`` (``config.loss.weighting`` in ``weighting.LEARNED``) the
+    params include its parameters (``weighting.init_params``).
     """
     graphdef, params, model_state = split_model(models.build_model(schema, model_config, seed=seed))
-    return (
-        graphdef,
-        weighting.merge_params(params, weighting.init_params(schema.num_tasks)),
-        model_state,
-    )
+    if loss_weighting in weighting.LEARNED:
+        params = weighting.merge_params(params, weighting.init_params(schema.num_tasks))
+    return graphdef, params, model_state
 
 
-def create_train_state(params: dict, model_state: dict, opt) -> TrainState:
-    """A fresh state; ``opt`` is an ``optim.Optimizer``."""
+def create_train_state(params: dict, model_state: dict, tx) -> TrainState:
+    """A fresh state; ``tx`` is an ``optim.Optimizer``."""
+    opt_state = tx.init(params)
+    weighting_params, _ = weighting.split_params(params)
+    if weighting_params is not None:
+        opt_state["weighting"] = weighting.init_state(weighting_params)
     return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        model_state=model_state,
-        opt_state=opt.init(params),
+        step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=opt_state
     )
 
 
 def abstract_model(schema, model_config, seed: int) -> tuple[nnx.GraphDef, dict, dict]:
-    """Graph definition and abstract params / model state, without allocating parameters."""
+    """Graph definition and abstract params / model state of the model (no loss weighting),
+    without allocating parameters."""
     model = nnx.eval_shape(lambda: models.build_model(schema, model_config, seed=seed))
-    graphdef, params, model_state = split_model(model)
-    weighting_params = jax.eval_shape(lambda: weighting.init_params(schema.num_tasks))
-    return graphdef, weighting.merge_params(params, weighting_params), model_state
+    return split_model(model)
 
 
-def abstract_train_state(schema, model_config, opt, seed: int) -> TrainState:
+def abstract_train_state(
+    schema, model_config, tx, seed: int, loss_weighting: str = "static"
+) -> TrainState:
     """Shapes and dtypes of the state without allocating it (for restoring and sharding)."""
 
     def build():
-        _, params, model_state = init_model(schema, model_config, seed)
-        return create_train_state(params, model_state, opt)
+        _, params, model_state = init_model(schema, model_config, seed, loss_weighting)
+        return create_train_state(params, model_state, tx)
 
     return jax.eval_shape(build)
 

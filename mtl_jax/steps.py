@@ -1,11 +1,13 @@
-"""Pure train and eval steps: no jit, no I/O, no globals; the loop jits them with shardings.
+"""Pure train and eval steps: no jit, no I/O, no globals; the loop jits them with shardings
+(``loop.jit_train_step``, ``loop.jit_eval_step``).
 
 Dropout randomness is ``fold_in(seed_key, step)``, so a resumed run needs no saved RNG.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -119,55 +121,174 @@ def _pcgrad(task_rows_as_params, task_specific, key):
     return grads, conflicts
 
 
-def train_step(
-    state: TrainState,
-    batch: dict,
-    *,
-    graphdef,
-    opt: optim.Optimizer,
-    config,
-    regression: tuple[bool, ...] | None = None,
-) -> tuple[TrainState, dict]:
-    """One update on a (global) batch.
+class Objective(NamedTuple):
+    """What a gradient strategy differentiates."""
 
-    Returns the new state and metrics: ``loss`` (weighted total), ``task_losses`` [T],
-    ``task_weights`` [T] (the factor of each task loss L_k in the total), ``grad_norm`` (of the
-    model's update direction), any auxiliary metrics of the model, and the weighting's diagnostics
-    (``gradnorm_loss``; ``pcgrad_conflicts``: the fraction of task pairs whose gradients conflict).
-    With a sparse embedding update the gradient is taken with respect to the touched rows only
-    (``_compact_tables``), so nothing of size vocabulary is read or written besides the rows
-    themselves. ``config.loss.weighting`` chooses how the task losses combine (see
-    ``mtl_jax/weighting.py``). ``regression`` marks the regression tasks (``schema.task_types``):
-    squared error instead of BCE.
+    forward: Callable  # diff params → (task losses [T], aux loss or None, model state, aux metrics)
+    diff_params: Any  # the model's params in the differentiated layout (``_to_params_fn``)
+    to_params: Callable  # differentiated layout → params layout (per-task stacked trees too)
+    to_diff: Callable  # params layout → differentiated layout
+
+
+class Gradients(NamedTuple):
+    """A gradient strategy's result: the gradients to apply and what the step reports."""
+
+    model: Any  # the model's gradient, in the differentiated layout
+    weighting: dict | None  # the gradient of params[optim.TASK_WEIGHTING]; None: there are none
+    weighting_state: dict | None  # the new opt_state["weighting"] (GradNorm's initial losses)
+    total: jax.Array  # the weighted total loss
+    task_losses: jax.Array  # [T]
+    task_weights: jax.Array  # [T] the factor of each task loss L_k in the total
+    model_state: dict  # the model's new non-trainable state
+    aux_metrics: dict  # the model's auxiliary metrics
+    metrics: dict  # the weighting's diagnostics
+
+
+def _with_aux(total, aux):
+    return total if aux is None else total + aux
+
+
+def _static_gradients(objective, weighting_params, weighting_state, loss_cfg, key) -> Gradients:
+    """total = Σ_k λ_k L_k (+ aux); one backward pass."""
+
+    def loss_fn(diff):
+        task, aux, model_state, aux_metrics = objective.forward(diff)
+        total = _with_aux(losses.weighted_total(task, loss_cfg.loss_weights), aux)
+        return total, (task, model_state, aux_metrics)
+
+    (total, (task, model_state, aux_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        objective.diff_params
+    )
+    return Gradients(
+        model=grads,
+        weighting=None,
+        weighting_state=weighting_state,
+        total=total,
+        task_losses=task,
+        task_weights=jnp.asarray(loss_cfg.loss_weights, jnp.float32),
+        model_state=model_state,
+        aux_metrics=aux_metrics,
+        metrics={},
+    )
+
+
+def _uncertainty_gradients(objective, weighting_params, weighting_state, loss_cfg, key):
+    """total = Σ_k (λ_k exp(−s_k) L_k + s_k / 2) (+ aux), differentiated in the params and s."""
+
+    def loss_fn(diff, log_var):
+        task, aux, model_state, aux_metrics = objective.forward(diff)
+        total, task_weights = weighting.uncertainty_total(task, loss_cfg.loss_weights, log_var)
+        return _with_aux(total, aux), (task, task_weights, model_state, aux_metrics)
+
+    (total, (task, task_weights, model_state, aux_metrics)), (grads, g_log_var) = (
+        jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+            objective.diff_params, weighting_params["log_var"]
+        )
+    )
+    return Gradients(
+        model=grads,
+        weighting={"log_var": g_log_var, "weight": jnp.zeros_like(weighting_params["weight"])},
+        weighting_state=weighting_state,
+        total=total,
+        task_losses=task,
+        task_weights=task_weights,
+        model_state=model_state,
+        aux_metrics=aux_metrics,
+        metrics={},
+    )
+
+
+def _per_task_gradients(objective, task_scales):
+    """``_task_gradients`` of the objective: ((task [T], aux), (model state, aux metrics),
+    per-task grads [T, ...], aux grads), all in the differentiated layout."""
+
+    def losses_fn(diff):
+        task, aux, model_state, aux_metrics = objective.forward(diff)
+        aux = jnp.zeros((), jnp.float32) if aux is None else aux.astype(jnp.float32)
+        return (task, aux), (model_state, aux_metrics)
+
+    return _task_gradients(losses_fn, objective.diff_params, task_scales)
+
+
+def _gradnorm_gradients(objective, weighting_params, weighting_state, loss_cfg, key):
+    """total = Σ_k w_k L_k (+ aux); GradNorm's weights w replace λ (see weighting.py)."""
+    w = weighting_params["weight"]  # [T]
+    (task, aux_loss), (model_state, aux_metrics), task_rows, aux_row = _per_task_gradients(
+        objective, jnp.ones(len(loss_cfg.loss_weights), jnp.float32)
+    )
+    initial = weighting.update_initial(weighting_state["initial_losses"], task)
+    grads, g_w, objective_value = _gradnorm(
+        task_rows, aux_row, task, w, initial, loss_cfg, objective.to_params(task_rows)
+    )
+    return Gradients(
+        model=grads,
+        weighting={"log_var": jnp.zeros_like(w), "weight": g_w},
+        weighting_state=dict(weighting_state, initial_losses=initial),
+        total=jnp.sum(w * task) + aux_loss,
+        task_losses=task,
+        task_weights=w,
+        model_state=model_state,
+        aux_metrics=aux_metrics,
+        metrics={"gradnorm_loss": objective_value},
+    )
+
+
+def _pcgrad_gradients(objective, weighting_params, weighting_state, loss_cfg, key):
+    """total = Σ_k λ_k L_k (+ aux); the shared params get the projected ∇(λ_k L_k)."""
+    lam = jnp.asarray(loss_cfg.loss_weights, jnp.float32)
+    (task, aux_loss), (model_state, aux_metrics), task_rows, aux_row = _per_task_gradients(
+        objective, lam
+    )
+    # The other tasks are visited in a random order per step: fold_in(seed, step), folded once
+    # more so that the order is independent of the models' dropout masks.
+    order_key = jax.random.fold_in(key, _PCGRAD_ORDER_STREAM)
+    shared_grads, conflicts = _pcgrad(
+        objective.to_params(task_rows), tuple(loss_cfg.task_specific_params), order_key
+    )
+    grads = jax.tree.map(jnp.add, objective.to_diff(shared_grads), aux_row)
+    return Gradients(
+        model=grads,
+        weighting=None,
+        weighting_state=weighting_state,
+        total=jnp.dot(lam, task) + aux_loss,
+        task_losses=task,
+        task_weights=lam,
+        model_state=model_state,
+        aux_metrics=aux_metrics,
+        metrics={"pcgrad_conflicts": conflicts},
+    )
+
+
+# config.loss.weighting → fn(objective, weighting params, opt_state["weighting"], config.loss,
+# step key) → Gradients. weighting.py describes each weighting.
+GRADIENTS = {
+    "static": _static_gradients,
+    "uncertainty": _uncertainty_gradients,
+    "gradnorm": _gradnorm_gradients,
+    "pcgrad": _pcgrad_gradients,
+}
+
+
+def _gradients_fn(kind: str) -> Callable[..., Gradients]:
+    if kind not in GRADIENTS:
+        raise ValueError(f"config.loss.weighting must be one of {tuple(GRADIENTS)}, got {kind!r}")
+    return GRADIENTS[kind]
+
+
+def _objective(state, batch, model_params, *, graphdef, sparse, config, regression, key):
+    """The objective of ``model_params`` on ``batch`` and the rows it touches (None if dense).
+
+    Sparse, the model reads the touched rows' block (``_compact_tables``), not the tables.
     """
-    loss_cfg = config.loss
-    kind = loss_cfg.get("weighting", "static")
-    if kind not in weighting.WEIGHTINGS:
-        raise ValueError(
-            f"config.loss.weighting must be one of {weighting.WEIGHTINGS}, got {kind!r}"
-        )
-    key = jax.random.fold_in(jax.random.key(config.seed), state.step)
-    compute_dtype = _compute_dtype(config.compute_dtype)
-    weighting_params, model_params = weighting.split_params(state.params)
-    if kind != "static" and weighting_params is None:
-        raise ValueError(
-            f"config.loss.weighting={kind!r} needs params[{weighting.KEY!r}]; build the state "
-            "with state.init_model"
-        )
-    loss_weights = loss_cfg.loss_weights
-
-    # The named scopes label the gather and the update in the compiled program's op metadata, so
-    # that a profiler trace's ops can be attributed to them (bench/accelerator.py).
-    if opt.sparse:
+    loss_cfg, compute_dtype = config.loss, _compute_dtype(config.compute_dtype)
+    rows, diff_params = None, model_params
+    if sparse:
         with jax.named_scope("embedding_gather"):
             rows, compact, batch = _compact_tables(graphdef, model_params, state.model_state, batch)
-        _, rest = optim.split_tables(model_params)
-        diff_params = (rest, compact)
-    else:
-        diff_params = model_params
-    to_params, to_diff = _to_params_fn(opt.sparse)
+        diff_params = (optim.split_tables(model_params)[1], compact)
+    to_params, to_diff = _to_params_fn(sparse)
 
-    def forward_losses(diff):
+    def forward(diff):
         out, new_model_state = _forward(
             graphdef,
             to_params(diff),
@@ -187,114 +308,86 @@ def train_step(
         )
         return task, out.get("aux_loss"), new_model_state, out.get("aux_metrics", {})
 
-    extra_metrics = {}
-    weighting_grads = None
-    if kind == "static":
+    return Objective(forward, diff_params, to_params, to_diff), rows
 
-        def loss_fn(diff):
-            task, aux, new_model_state, aux_metrics = forward_losses(diff)
-            total = losses.weighted_total(task, loss_weights)
-            if aux is not None:
-                total = total + aux
-            return total, (task, new_model_state, aux_metrics)
 
-        (total, (task, new_model_state, aux_metrics)), grads = jax.value_and_grad(
-            loss_fn, has_aux=True
-        )(diff_params)
-        task_weights = jnp.asarray(loss_weights, jnp.float32)
-
-    elif kind == "uncertainty":
-
-        def loss_fn(diff, log_var):
-            task, aux, new_model_state, aux_metrics = forward_losses(diff)
-            total, task_weights = weighting.uncertainty_total(task, loss_weights, log_var)
-            if aux is not None:
-                total = total + aux
-            return total, (task, task_weights, new_model_state, aux_metrics)
-
-        (total, (task, task_weights, new_model_state, aux_metrics)), (grads, g_log_var) = (
-            jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-                diff_params, weighting_params["log_var"]
-            )
-        )
-        weighting_grads = {
-            "log_var": g_log_var,
-            "weight": jnp.zeros_like(weighting_params["weight"]),
-        }
-
-    else:  # gradnorm, pcgrad: per-task gradients
-
-        def losses_fn(diff):
-            task, aux, new_model_state, aux_metrics = forward_losses(diff)
-            aux = jnp.zeros((), jnp.float32) if aux is None else aux.astype(jnp.float32)
-            return (task, aux), (new_model_state, aux_metrics)
-
-        # GradNorm's weights replace λ (see weighting.py); PCGrad projects ∇(λ_k L_k).
-        lam = jnp.asarray(loss_weights, jnp.float32)
-        task_scales = jnp.ones_like(lam) if kind == "gradnorm" else lam
-        (task, aux_loss), (new_model_state, aux_metrics), task_rows, aux_row = _task_gradients(
-            losses_fn, diff_params, task_scales
-        )
-        if kind == "gradnorm":
-            w = weighting_params["weight"]  # [T]
-            initial = weighting.update_initial(state.opt_state["weighting"]["initial_losses"], task)
-            grads, g_w, extra_metrics["gradnorm_loss"] = _gradnorm(
-                task_rows, aux_row, task, w, initial, loss_cfg, to_params(task_rows)
-            )
-            total = jnp.sum(w * task) + aux_loss
-            task_weights = w
-            weighting_grads = {"log_var": jnp.zeros_like(w), "weight": g_w}
-        else:
-            # The other tasks are visited in a random order per step: fold_in(seed, step), folded
-            # once more so that the order is independent of the models' dropout masks.
-            order_key = jax.random.fold_in(key, _PCGRAD_ORDER_STREAM)
-            shared_grads, extra_metrics["pcgrad_conflicts"] = _pcgrad(
-                to_params(task_rows), tuple(loss_cfg.task_specific_params), order_key
-            )
-            grads = jax.tree.map(jnp.add, to_diff(shared_grads), aux_row)
-            total = jnp.dot(lam, task) + aux_loss
-            task_weights = lam
-
+def apply_update(
+    state: TrainState, grads: Gradients, tx: optim.Optimizer, rows: dict | None
+) -> tuple[dict, dict]:
+    """The new params and opt_state: ``tx.dense_tx`` on the params (and the task-weighting
+    params, ``constrain``-ed after), without the tables when sparse, whose touched ``rows`` get
+    ``tx.update_rows``."""
     with jax.named_scope("optimizer_update"):
-        if opt.sparse:
-            g_rest, g_rows = grads
-            tables, _ = optim.split_tables(model_params)
-            updates, tx_state = opt.tx.update(g_rest, state.opt_state["tx"], rest)
-            rest = optax.apply_updates(rest, updates)
-            tables, embed_state = opt.update_rows(
+        params, g = state.params, grads.model
+        if tx.sparse:
+            (g, g_rows), (tables, params) = g, optim.split_tables(params)
+        g = weighting.merge_params(g, grads.weighting)
+        updates, tx_state = tx.dense_tx(params).update(g, state.opt_state["tx"], params)
+        params = optax.apply_updates(params, updates)
+        opt_state = {"tx": tx_state}
+        if tx.sparse:
+            tables, opt_state["embed"] = tx.update_rows(
                 tables, state.opt_state["embed"], rows, g_rows, state.step
             )
-            params = optim.merge_tables(rest, tables)
-            opt_state = {"tx": tx_state, "embed": embed_state}
-        else:
-            updates, tx_state = opt.tx.update(grads, state.opt_state["tx"], model_params)
-            params = optax.apply_updates(model_params, updates)
-            opt_state = {"tx": tx_state}
+            params = optim.merge_tables(params, tables)
+        weighting_params, params = weighting.split_params(params)
         if weighting_params is not None:
-            weighting_state = state.opt_state["weighting"]
-            if weighting_grads is not None:
-                weighting_params, weighting_state = opt.update_task_weighting(
-                    weighting_params, weighting_grads, weighting_state, loss_cfg.weighting_lr
-                )
-            if kind == "gradnorm":
-                weighting_params = dict(
-                    weighting_params, weight=weighting.renormalise(weighting_params["weight"])
-                )
-                weighting_state = dict(weighting_state, initial_losses=initial)
-            params = weighting.merge_params(params, weighting_params)
-            opt_state["weighting"] = weighting_state
+            params = weighting.merge_params(params, weighting.constrain(weighting_params))
+            opt_state["weighting"] = grads.weighting_state
+    return params, opt_state
+
+
+def train_step(
+    state: TrainState,
+    batch: dict,
+    *,
+    graphdef,
+    tx: optim.Optimizer,
+    config,
+    regression: tuple[bool, ...] | None = None,
+) -> tuple[TrainState, dict]:
+    """One update on a (global) batch.
+
+    Returns the new state and metrics: ``loss`` (weighted total), ``task_losses`` [T],
+    ``task_weights`` [T] (the factor of each task loss L_k in the total), ``grad_norm`` (of the
+    model's update direction), any auxiliary metrics of the model, and the weighting's diagnostics
+    (``gradnorm_loss``; ``pcgrad_conflicts``: the fraction of task pairs whose gradients conflict).
+    With a sparse embedding update the gradient is taken with respect to the touched rows only
+    (``_compact_tables``), so nothing of size vocabulary is read or written besides the rows
+    themselves. ``config.loss.weighting`` chooses the gradient strategy (``GRADIENTS``, see
+    ``mtl_jax/weighting.py``). ``regression`` marks the regression tasks (``schema.task_types``):
+    squared error instead of BCE.
+    """
+    gradients_fn = _gradients_fn(config.loss.get("weighting", "static"))
+    key = jax.random.fold_in(jax.random.key(config.seed), state.step)
+    weighting_params, model_params = weighting.split_params(state.params)
+    # The named scopes (embedding_gather, optimizer_update) label the gather and the update in the
+    # compiled program's op metadata, so that a profiler trace's ops can be attributed to them
+    # (bench/accelerator.py).
+    objective, rows = _objective(
+        state,
+        batch,
+        model_params,
+        graphdef=graphdef,
+        sparse=tx.sparse,
+        config=config,
+        regression=regression,
+        key=key,
+    )
+    grads = gradients_fn(
+        objective, weighting_params, state.opt_state.get("weighting"), config.loss, key
+    )
+    params, opt_state = apply_update(state, grads, tx, rows)
     new_state = TrainState(
-        step=state.step + 1, params=params, model_state=new_model_state, opt_state=opt_state
+        step=state.step + 1, params=params, model_state=grads.model_state, opt_state=opt_state
     )
     metrics = {
-        "loss": total,
-        "task_losses": task,
-        "task_weights": task_weights.astype(jnp.float32),
-        "grad_norm": optax.tree.norm(grads),
+        "loss": grads.total,
+        "task_losses": grads.task_losses,
+        "task_weights": grads.task_weights.astype(jnp.float32),
+        "grad_norm": optax.tree.norm(grads.model),
     }
-    metrics.update(extra_metrics)
-    metrics.update(aux_metrics)
-    return new_state, metrics
+    return new_state, {**metrics, **grads.metrics, **grads.aux_metrics}
 
 
 def eval_step(
@@ -323,26 +416,3 @@ def eval_step(
     if "gates" in out:
         pred["gates"] = out["gates"].astype(jnp.float32)
     return pred
-
-
-def jit_train_step(graphdef, opt, config, state_sharding, batch_sharding, regression=None):
-    """The jitted train step: donated state, shardings fixed, so it compiles once."""
-    regression = None if regression is None else tuple(bool(r) for r in regression)
-    return jax.jit(
-        functools.partial(
-            train_step, graphdef=graphdef, opt=opt, config=config, regression=regression
-        ),
-        in_shardings=(state_sharding, batch_sharding),
-        out_shardings=(state_sharding, None),
-        donate_argnums=(0,),
-    )
-
-
-def jit_eval_step(
-    graphdef, config, params_sharding, model_state_sharding, batch_sharding, regression=None
-):
-    regression = None if regression is None else tuple(bool(r) for r in regression)
-    return jax.jit(
-        functools.partial(eval_step, graphdef=graphdef, config=config, regression=regression),
-        in_shardings=(params_sharding, model_state_sharding, batch_sharding),
-    )

@@ -39,10 +39,12 @@ including the embedding tables (under the sparse embedding update, the block of 
 touched). GradNorm balances the gradient norms over ``config.loss.gradnorm_params`` ("a/b" paths
 into the params); empty means every shared parameter except the embedding tables.
 
-The learnable weighting parameters live in ``params[KEY]`` (``init_params``) so that they are
-checkpointed and sharded with the model; the train step splits them off before the model is
-merged. They are updated by their own optimizer (``optim.Optimizer.update_task_weighting``: Adam at
-``config.loss.weighting_lr``, no weight decay, no clipping), never by the model's.
+The learned weightings' (``LEARNED``) parameters live in ``params[optim.TASK_WEIGHTING]``
+(``init_params``) so that they are checkpointed and sharded with the model; under ``static`` and
+``pcgrad`` there are none. The train step splits them off before the model is merged. They are
+updated by their own transformation (``optim.Optimizer.weighting_tx``: Adam at
+``config.loss.weighting_lr``, no weight decay, no clipping), never by the model's, and then
+``constrain``-ed.
 
 Everything here is a pure function of arrays; ``steps.train_step`` calls it, never a model.
 """
@@ -54,18 +56,18 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from mtl_jax import optim
+
 WEIGHTINGS = ("static", "uncertainty", "gradnorm", "pcgrad")
-KEY = "task_weighting"  # top-level params key of the weighting's learnable parameters
-TABLES = ("inputs", "tables")  # the embedding tables, left out of GradNorm's default subtree
+LEARNED = ("uncertainty", "gradnorm")  # the weightings with learnable parameters
 MIN_WEIGHT = 1e-3  # GradNorm weights stay positive: a zero weight could never recover
 
 
 def init_params(num_tasks: int) -> dict:
-    """The learnable parameters of every weighting: ``log_var`` [T] = 0, ``weight`` [T] = 1.
+    """The learnable parameters of a learned weighting: ``log_var`` [T] = 0, ``weight`` [T] = 1.
 
-    Both exist whatever the weighting, so that the state has one structure for every config
-    (the state is built before the loss config is read); a weighting leaves the other's
-    parameters at their initial values.
+    Both exist under either learned weighting, so that the two share one state structure; a
+    weighting leaves the other's parameters at their initial values.
     """
     return {
         "log_var": jnp.zeros((num_tasks,), jnp.float32),
@@ -80,16 +82,16 @@ def init_state(weighting_params: dict) -> dict:
 
 def split_params(params: dict) -> tuple[dict | None, dict]:
     """(weighting params or None, the model's params without them)."""
-    if KEY not in params:
+    if optim.TASK_WEIGHTING not in params:
         return None, params
-    model_params = {k: v for k, v in params.items() if k != KEY}
-    return params[KEY], model_params
+    model_params = {k: v for k, v in params.items() if k != optim.TASK_WEIGHTING}
+    return params[optim.TASK_WEIGHTING], model_params
 
 
 def merge_params(model_params: dict, weighting_params: dict | None) -> dict:
     if weighting_params is None:
         return model_params
-    return dict(model_params, **{KEY: weighting_params})
+    return dict(model_params, **{optim.TASK_WEIGHTING: weighting_params})
 
 
 def uncertainty_total(
@@ -153,6 +155,12 @@ def renormalise(weights: jax.Array) -> jax.Array:
     """Positive weights that sum to T (GradNorm's step after every weight update)."""
     w = jnp.maximum(weights, MIN_WEIGHT)
     return w * (w.shape[0] / jnp.sum(w))
+
+
+def constrain(weighting_params: dict) -> dict:
+    """The parameters after an update: GradNorm's weights ``renormalise``-d, the log-variances
+    free. Under ``uncertainty`` the weights stay exactly 1 (zero gradient), which this keeps."""
+    return dict(weighting_params, weight=renormalise(weighting_params["weight"]))
 
 
 def pcgrad(task_grads: jax.Array, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -230,11 +238,7 @@ def gradnorm_subtree(
     """
     if not paths:
         shared, _ = split_shared(params, task_specific)
-        inputs = shared.get(TABLES[0])
-        if isinstance(inputs, dict) and TABLES[1] in inputs:
-            shared = dict(
-                shared, **{TABLES[0]: {k: v for k, v in inputs.items() if k != TABLES[1]}}
-            )
+        _, shared = optim.split_tables(shared)
         leaves = jax.tree.leaves(shared)
         if not leaves:
             raise ValueError(

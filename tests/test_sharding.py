@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import common
-from mtl_jax import optim, sharding, steps
+from mtl_jax import loop, optim, sharding
 from mtl_jax.data import loading, pipeline
 from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
 
@@ -16,15 +16,15 @@ def _train(shard: bool, num_steps: int = 6):
     config.mesh.shard_embeddings = shard
     schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
-    opt = optim.make_optimizer(config.optim, num_steps)
+    tx = optim.make_optimizer(config, num_steps)
     graphdef, _, _ = abstract_model(schema, config.model, config.seed)
-    abstract = abstract_train_state(schema, config.model, opt, config.seed)
+    abstract = abstract_train_state(schema, config.model, tx, config.seed)
     state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
     state = jax.jit(
-        lambda: create_train_state(*init_model(schema, config.model, config.seed)[1:], opt),
+        lambda: create_train_state(*init_model(schema, config.model, config.seed)[1:], tx),
         out_shardings=state_sh,
     )()
-    step = steps.jit_train_step(graphdef, opt, config, state_sh, sharding.batch_sharding(mesh))
+    step = loop.jit_train_step(graphdef, tx, config, state_sh, sharding.batch_sharding(mesh))
     it = iter(
         pipeline.train_batches(
             loading.model_inputs(splits["train"]),

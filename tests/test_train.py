@@ -34,10 +34,10 @@ def runlocal(model="mmoe", **overrides):
 def restore_state(workdir, config, step=None):
     schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
-    opt = optim.make_optimizer(
-        config.optim, loop.total_steps(config, len(splits["train"]["labels"]))
+    tx = optim.make_optimizer(config, loop.total_steps(config, len(splits["train"]["labels"])))
+    abstract = abstract_train_state(
+        schema, config.model, tx, config.seed, config.loss.get("weighting", "static")
     )
-    abstract = abstract_train_state(schema, config.model, opt, config.seed)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     step = ckpt.latest_step() if step is None else step
     state = ckpt.restore(
@@ -173,8 +173,8 @@ def test_resume_in_a_new_process_equals_straight_run(tmp_path):
     for _ in range(10):
         next(straight_iter)
     ckpt = Checkpointer(os.path.join(resumed, "checkpoints"))
-    opt = optim.make_optimizer(config.optim, 20)
-    abstract = abstract_train_state(schema, config.model, opt, config.seed)
+    tx = optim.make_optimizer(config, 20)
+    abstract = abstract_train_state(schema, config.model, tx, config.seed)
     mesh = sharding.make_mesh(config.mesh)
     ckpt.restore(
         10,
@@ -257,11 +257,11 @@ def _one_config_state(embedding_update, num_steps):
     config.mesh.data = 1
     schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
-    opt = optim.make_optimizer(config.optim, 100)
+    tx = optim.make_optimizer(config, 100)
     graphdef, params, model_state = init_model(schema, config.model, config.seed)
-    state = create_train_state(params, model_state, opt)
+    state = create_train_state(params, model_state, tx)
     state_sh = sharding.state_sharding(state, mesh)
-    step = steps.jit_train_step(graphdef, opt, config, state_sh, sharding.batch_sharding(mesh))
+    step = loop.jit_train_step(graphdef, tx, config, state_sh, sharding.batch_sharding(mesh))
     it = iter(
         pipeline.train_batches(
             loading.model_inputs(splits["train"]),

@@ -63,14 +63,21 @@ def _toy_regression(noise, n=512, d=4, seed=0):
     return jnp.asarray(x), jnp.asarray(y)
 
 
+def _weighting_tx(learning_rate):
+    """The train step's transformation of the task-weighting parameters."""
+    config = common.get_base_config("runlocal")
+    config.loss.weighting_lr = learning_rate
+    return optim.make_optimizer(config, 1).weighting_tx
+
+
 def test_uncertainty_gives_the_noisier_task_a_larger_log_variance():
     x, y = _toy_regression(noise=(0.1, 1.0))
     loss_weights = (1.0, 1.0)
-    opt = optim.make_optimizer(common.get_base_config("runlocal").optim, 1)
+    weighting_tx = _weighting_tx(0.05)
     model_tx = optax.adam(0.05)
     params = {"w": jnp.zeros((x.shape[1], 2)), "b": jnp.zeros((2,))}
     tw = weighting.init_params(2)
-    tw_state = opt.init({weighting.KEY: tw, "inputs": {"tables": {}}})["weighting"]
+    tw_state = weighting_tx.init(tw)
 
     def total(params, log_var):
         task = jnp.mean(jnp.square(x @ params["w"] + params["b"] - y), axis=0)  # [T] MSE
@@ -83,7 +90,8 @@ def test_uncertainty_gives_the_noisier_task_a_larger_log_variance():
         )
         updates, model_state = model_tx.update(g, model_state)
         grads = {"log_var": g_log_var, "weight": jnp.zeros(2)}
-        tw, tw_state = opt.update_task_weighting(tw, grads, tw_state, 0.05)
+        tw_updates, tw_state = weighting_tx.update(grads, tw_state)
+        tw = optax.apply_updates(tw, tw_updates)
         return optax.apply_updates(params, updates), model_state, tw, tw_state, task
 
     model_state = model_tx.init(params)
@@ -108,7 +116,7 @@ def test_gradnorm_keeps_gradient_norms_at_their_targets():
     dim, batch, alpha, scale = 6, 256, 1.5, jnp.array([1.0, 10.0])
     a = np.random.default_rng(1).normal(size=(2, dim)).astype(np.float32)
     a = jnp.asarray(a / np.linalg.norm(a, axis=1, keepdims=True) * np.sqrt(dim))
-    opt = optim.make_optimizer(common.get_base_config("runlocal").optim, 1)
+    weighting_tx = _weighting_tx(0.01)
     model_tx = optax.adam(0.01)
     key = jax.random.key(0)
     params = {
@@ -116,7 +124,7 @@ def test_gradnorm_keeps_gradient_norms_at_their_targets():
         "heads": 0.3 * jax.random.normal(jax.random.fold_in(key, 2), (8, 2)),
     }
     tw = weighting.init_params(2)
-    tw_state = opt.init({weighting.KEY: tw, "inputs": {"tables": {}}})["weighting"]
+    tw_state = (weighting_tx.init(tw), weighting.init_state(tw))
 
     @jax.jit
     def step(params, model_state, tw, tw_state, i):
@@ -129,16 +137,16 @@ def test_gradnorm_keeps_gradient_norms_at_their_targets():
         norms = jnp.sqrt(jnp.sum(jnp.square(rows["shared"]), axis=(1, 2)))  # [T]
         w = tw["weight"]
         grads = jax.tree.map(lambda r: jnp.tensordot(w, r, axes=1), rows)
-        initial = weighting.update_initial(tw_state["initial_losses"], task)
+        initial = weighting.update_initial(tw_state[1]["initial_losses"], task)
         (_, (G, target)), g_w = jax.value_and_grad(weighting.gradnorm_loss, has_aux=True)(
             w, norms, task, initial, alpha
         )
         updates, model_state = model_tx.update(grads, model_state)
-        tw, tw_state = opt.update_task_weighting(
-            tw, {"log_var": jnp.zeros(2), "weight": g_w}, tw_state, 0.01
+        tw_updates, adam = weighting_tx.update(
+            {"log_var": jnp.zeros(2), "weight": g_w}, tw_state[0]
         )
-        tw = dict(tw, weight=weighting.renormalise(tw["weight"]))
-        tw_state = dict(tw_state, initial_losses=initial)
+        tw = weighting.constrain(optax.apply_updates(tw, tw_updates))
+        tw_state = (adam, {"initial_losses": initial})
         return optax.apply_updates(params, updates), model_state, tw, tw_state, G, target
 
     model_state = model_tx.init(params)
@@ -192,21 +200,19 @@ def _setup(kind):
     schema = helpers.tiny_schema()
     # Seed 3: the click and order gradients of the shared params conflict on this batch.
     batch = {k: jnp.asarray(v) for k, v in helpers.tiny_batch(schema, 32, seed=3).items()}
-    opt = optim.make_optimizer(config.optim, 10)
-    graphdef, params, model_state = init_model(schema, helpers.model_config(), 0)
-    return config, batch, opt, graphdef, create_train_state(params, model_state, opt)
+    tx = optim.make_optimizer(config, 10)
+    graphdef, params, model_state = init_model(schema, helpers.model_config(), 0, kind)
+    return config, batch, tx, graphdef, create_train_state(params, model_state, tx)
 
 
 @pytest.fixture(scope="module")
 def first_steps():
-    """weighting → (config, batch, graphdef, opt, state, new state, metrics) of one jitted step."""
+    """weighting → (config, batch, graphdef, tx, state, new state, metrics) of one jitted step."""
     out = {}
     for kind in weighting.WEIGHTINGS:
-        config, batch, opt, graphdef, state = _setup(kind)
-        step = jax.jit(
-            functools.partial(steps.train_step, graphdef=graphdef, opt=opt, config=config)
-        )
-        out[kind] = (config, batch, graphdef, opt, state, *step(state, batch))
+        config, batch, tx, graphdef, state = _setup(kind)
+        step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, config=config))
+        out[kind] = (config, batch, graphdef, tx, state, *step(state, batch))
     return out
 
 
@@ -232,7 +238,7 @@ def _task_loss_fn(config, batch, graphdef, model_state):
 
 
 def test_static_step_is_the_plain_weighted_sum(first_steps):
-    config, batch, graphdef, opt, state, new_state, metrics = first_steps["static"]
+    config, batch, graphdef, tx, state, new_state, metrics = first_steps["static"]
     _, model_params = weighting.split_params(state.params)
     task_loss_fn = _task_loss_fn(config, batch, graphdef, state.model_state)
 
@@ -244,7 +250,7 @@ def test_static_step_is_the_plain_weighted_sum(first_steps):
             return losses.weighted_total(task, config.loss.loss_weights), task
 
         (total, task), grads = jax.value_and_grad(loss_fn, has_aux=True)(model_params)
-        updates, _ = opt.tx.update(grads, tx_state, model_params)
+        updates, _ = tx.model_tx.update(grads, tx_state, model_params)
         return optax.apply_updates(model_params, updates), total, task
 
     want, total, task = reference(model_params, state.opt_state["tx"])
@@ -253,9 +259,9 @@ def test_static_step_is_the_plain_weighted_sum(first_steps):
     assert float(metrics["loss"]) == float(total)
     np.testing.assert_array_equal(metrics["task_losses"], task)
     np.testing.assert_array_equal(metrics["task_weights"], np.float32(config.loss.loss_weights))
-    # The weighting's parameters and state are untouched.
-    chex.assert_trees_all_equal(new_state.params[weighting.KEY], state.params[weighting.KEY])
-    chex.assert_trees_all_equal(new_state.opt_state["weighting"], state.opt_state["weighting"])
+    # Static weighting learns nothing: no weighting parameters, no weighting state.
+    assert optim.TASK_WEIGHTING not in new_state.params
+    assert "weighting" not in new_state.opt_state
 
 
 def test_uncertainty_starts_out_static(first_steps):
@@ -269,9 +275,9 @@ def test_uncertainty_step_updates_the_log_variances(first_steps):
     lam = np.float32(config.loss.loss_weights)
     # d/ds_k [λ_k exp(−s_k) L_k + s_k/2] = 1/2 − λ_k L_k at s = 0; Adam's first step is −lr·sign.
     g = 0.5 - lam * np.asarray(metrics["task_losses"])
-    log_var = np.asarray(new_state.params[weighting.KEY]["log_var"])
+    log_var = np.asarray(new_state.params[optim.TASK_WEIGHTING]["log_var"])
     np.testing.assert_allclose(log_var, -config.loss.weighting_lr * np.sign(g), rtol=1e-4)
-    np.testing.assert_array_equal(new_state.params[weighting.KEY]["weight"], np.ones(2))
+    np.testing.assert_array_equal(new_state.params[optim.TASK_WEIGHTING]["weight"], np.ones(2))
     np.testing.assert_allclose(metrics["task_weights"], lam, rtol=1e-6)  # exp(−0) = 1
     total = np.sum(lam * np.asarray(metrics["task_losses"]))
     np.testing.assert_allclose(metrics["loss"], total, rtol=1e-6)  # s/2 terms are 0
@@ -287,7 +293,7 @@ def test_gradnorm_step_updates_the_task_weights(first_steps):
         _moved(state, new_state), jax.tree.map(lambda x: x.sum(0), jac), atol=1e-6
     )
     np.testing.assert_array_equal(metrics["task_weights"], np.ones(2, np.float32))
-    w = np.asarray(new_state.params[weighting.KEY]["weight"])
+    w = np.asarray(new_state.params[optim.TASK_WEIGHTING]["weight"])
     np.testing.assert_allclose(w.sum(), 2.0, rtol=1e-6)
     np.testing.assert_array_equal(
         new_state.opt_state["weighting"]["initial_losses"], metrics["task_losses"]
@@ -327,10 +333,10 @@ def test_per_task_weightings_with_sparse_embedding_rows(kind, first_steps):
     # rows have zero gradient), so the dense params move exactly as with dense tables.
     config, batch, _, graphdef, _ = _setup(kind)
     config.optim.embedding_update = "rowwise_adagrad"
-    opt = optim.make_optimizer(config.optim, 10)
-    _, params, model_state = init_model(helpers.tiny_schema(), helpers.model_config(), 0)
-    state = create_train_state(params, model_state, opt)
-    step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, opt=opt, config=config))
+    tx = optim.make_optimizer(config, 10)
+    _, params, model_state = init_model(helpers.tiny_schema(), helpers.model_config(), 0, kind)
+    state = create_train_state(params, model_state, tx)
+    step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, config=config))
     new_state, metrics = step(state, batch)
     _, non_tables = optim.split_tables(_moved(state, new_state))
     want = optim.split_tables(_moved(*first_steps[kind][4:6]))[1]
@@ -338,7 +344,9 @@ def test_per_task_weightings_with_sparse_embedding_rows(kind, first_steps):
     for k in metrics:
         np.testing.assert_allclose(metrics[k], first_steps[kind][6][k], rtol=1e-5, atol=1e-7)
     chex.assert_trees_all_close(
-        new_state.params[weighting.KEY], first_steps[kind][5].params[weighting.KEY], rtol=1e-5
+        new_state.params.get(optim.TASK_WEIGHTING),
+        first_steps[kind][5].params.get(optim.TASK_WEIGHTING),
+        rtol=1e-5,
     )
 
 
@@ -389,6 +397,6 @@ def test_resume_with_uncertainty_weighting_is_exact(tmp_path):
     a = restore_state(str(tmp_path / "straight"), config(20))
     b = restore_state(str(tmp_path / "resumed"), config(20))
     assert int(a.step) == int(b.step) == 20
-    assert np.all(a.params[weighting.KEY]["log_var"] != 0)  # the log-variances were trained
+    assert np.all(a.params[optim.TASK_WEIGHTING]["log_var"] != 0)  # the log-variances were trained
     chex.assert_trees_all_equal(a.params, b.params)
     chex.assert_trees_all_equal(a.opt_state, b.opt_state)
