@@ -310,15 +310,28 @@ class _Bench:
         regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
         return mesh, opt, graphdef, state, state_sh, sharding.batch_sharding(mesh), regression
 
-    def device_batches(self, columns, batch_size: int, count: int, mesh) -> list:
+    def device_batches(self, columns, batch_size: int, count: int, mesh, transform=None) -> list:
+        """``count`` consecutive batches on the device; ``transform``: the input pipeline's
+        per-batch function (the touched rows of the training pipeline)."""
         from mtl_jax import sharding
         from mtl_jax.data import loading
 
         out = []
         for i in range(count):
             host = {k: v[i * batch_size : (i + 1) * batch_size] for k, v in columns.items()}
-            out.append(sharding.to_global(loading.model_inputs(host), mesh))
+            host = loading.model_inputs(host)
+            out.append(sharding.to_global(host if transform is None else transform(host), mesh))
         return out
+
+    @staticmethod
+    def touched(graphdef, state, opt):
+        """The training pipeline's per-batch transform (``touched_rows.host_transform``): the
+        timed steps get their touched rows with the batch, as in training."""
+        from mtl_jax import touched_rows
+
+        return touched_rows.host_transform(
+            graphdef, state.params, state.model_state, sparse=opt.sparse
+        )
 
     # -- timing ---------------------------------------------------------------------------------
 
@@ -363,7 +376,9 @@ class _Bench:
         schema, splits = self.data(config.data)
         mesh, opt, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
         jitted = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
-        batches = self.device_batches(splits["train"], batch, self.size["cycle"], mesh)
+        batches = self.device_batches(
+            splits["train"], batch, self.size["cycle"], mesh, self.touched(graphdef, state, opt)
+        )
         t0 = time.perf_counter()
         compiled = jitted.lower(state, batches[0]).compile()
         compile_s = time.perf_counter() - t0
@@ -431,7 +446,9 @@ class _Bench:
         schema, splits = self.data(config.data)
         mesh, opt, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
         jitted = steps.jit_train_step(graphdef, opt, config, state_sh, batch_sh, regression)
-        batches = self.device_batches(splits["train"], batch, self.size["cycle"], mesh)
+        batches = self.device_batches(
+            splits["train"], batch, self.size["cycle"], mesh, self.touched(graphdef, state, opt)
+        )
         compiled = jitted.lower(state, batches[0]).compile()
         op_names = hlo_op_names(compiled.as_text())
         state, m = compiled(state, batches[0])
@@ -481,7 +498,9 @@ class _Bench:
         mesh, opt, graphdef, state, _, _, regression = self.setup(config, schema)
         if not opt.sparse or config.loss.get("weighting", "static") != "static":
             raise ValueError("the breakdown covers the sparse embedding update, static weighting")
-        (b,) = self.device_batches(splits["train"], batch, 1, mesh)
+        (b,) = self.device_batches(
+            splits["train"], batch, 1, mesh, self.touched(graphdef, state, opt)
+        )
         _, model_params = weighting.split_params(state.params)
         loss_cfg = config.loss
 
@@ -578,6 +597,7 @@ class _Bench:
                 num_steps=num_steps,
                 seed=config.seed,
                 prefetch=config.prefetch,
+                transform=self.touched(graphdef, state, opt),
             )
             t0 = time.perf_counter()
             for host in it:

@@ -28,7 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 
 from configs import common  # noqa: E402
-from mtl_jax import optim, sharding, steps  # noqa: E402
+from mtl_jax import optim, sharding, steps, touched_rows  # noqa: E402
 from mtl_jax.data import loading, pipeline  # noqa: E402
 from mtl_jax.state import count_params, create_train_state, init_model  # noqa: E402
 
@@ -60,7 +60,7 @@ def apply_overrides(config, items):
         target[leaf] = value if isinstance(current, str) else type(current)(eval(value))
 
 
-def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
+def measure(config, steps_to_time: int, warmup: int = 20, host_dedup: bool = True) -> dict:
     schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     opt = optim.make_optimizer(config.optim, warmup + steps_to_time)
@@ -78,6 +78,9 @@ def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
             num_steps=warmup + steps_to_time,
             seed=config.seed,
             prefetch=config.prefetch,
+            transform=touched_rows.host_transform(
+                graphdef, params, model_state, sparse=opt.sparse and host_dedup
+            ),
         )
     )
     first = sharding.to_global(next(it), mesh)
@@ -147,6 +150,12 @@ def main():
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--prepared", default=None, help="a directory of prepared shards")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    ap.add_argument(
+        "--dedup",
+        choices=("host", "step"),
+        default="host",
+        help="where the sparse update's touched rows are found (mtl_jax/touched_rows.py)",
+    )
     args = ap.parse_args()
     config = common.get_base_config(model=args.model)
     config.batch_size = args.batch
@@ -158,7 +167,7 @@ def main():
             dict(kind="prepared", path=args.prepared, extra_columns=())
         )
     apply_overrides(config, args.set)
-    r = measure(config, args.steps)
+    r = measure(config, args.steps, host_dedup=args.dedup == "host")
     print(f"machine: {machine()}")
     data = f"prepared={args.prepared}" if args.prepared else f"vocab_scale={args.vocab_scale}"
     print(

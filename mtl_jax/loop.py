@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mtl_jax import config_check, eval_report, optim, resume, sharding, steps
+from mtl_jax import config_check, eval_report, optim, resume, sharding, steps, touched_rows
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.cli import UserError
 from mtl_jax.data import loading, pipeline
@@ -95,7 +95,9 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     num_steps = total_steps(config, n_train)
 
     opt = optim.make_optimizer(config.optim, num_steps)
-    graphdef, _, _ = abstract_model(schema, config.model, config.seed)
+    graphdef, abstract_params, abstract_model_state = abstract_model(
+        schema, config.model, config.seed
+    )
     abstract_state = abstract_train_state(schema, config.model, opt, config.seed)
     state_sh = sharding.state_sharding(abstract_state, mesh, sharding.sharding_rules(config.mesh))
     # Initialised inside jit straight onto its shardings: a row-sharded table is never whole on
@@ -114,6 +116,9 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         prefetch=config.prefetch,
+        transform=touched_rows.host_transform(
+            graphdef, abstract_params, abstract_model_state, sparse=opt.sparse
+        ),
     )
     train_iter = iter(train_batches)
 
