@@ -20,7 +20,8 @@ on):
    8,192 / 65,536; ``--sizes tiny``: the configs' ``runlocal`` variant, batches 64 / 128). A cell
    is the jitted, donated ``steps.train_step`` as the training loop compiles it
    (``compute_dtype`` float32 or bfloat16, ``config.mesh.shard_embeddings`` off or on) over a few
-   distinct device-resident batches cycled, so the figure is the device's, not the input
+   distinct device-resident batches cycled (with their touched embedding rows, as the input
+   pipeline adds them: ``mtl_jax/touched_rows.py``), so the figure is the device's, not the input
    pipeline's (``bench/throughput.py`` times the whole path). ``% bf16 peak`` is the step's FLOPs
    (XLA cost analysis) per second over the GEMM peak of step 1.
 3. dtype AUC check: paper MMoE trained a fixed number of steps (full: 120 steps at batch 8,192;
