@@ -20,7 +20,8 @@ on):
    8,192 / 65,536; ``--sizes tiny``: the configs' ``runlocal`` variant, batches 64 / 128). A cell
    is the jitted, donated ``steps.train_step`` as the training loop compiles it
    (``compute_dtype`` float32 or bfloat16, ``config.mesh.shard_embeddings`` off or on) over a few
-   distinct device-resident batches cycled, so the figure is the device's, not the input
+   distinct device-resident batches cycled (with their touched embedding rows, as the input
+   pipeline adds them: ``mtl_jax/touched_rows.py``), so the figure is the device's, not the input
    pipeline's (``bench/throughput.py`` times the whole path). ``% bf16 peak`` is the step's FLOPs
    (XLA cost analysis) per second over the GEMM peak of step 1.
 3. dtype AUC check: paper MMoE trained a fixed number of steps (full: 120 steps at batch 8,192;
@@ -312,15 +313,28 @@ class _Bench:
         regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
         return mesh, tx, graphdef, state, state_sh, sharding.batch_sharding(mesh), regression
 
-    def device_batches(self, columns, batch_size: int, count: int, mesh) -> list:
+    def device_batches(self, columns, batch_size: int, count: int, mesh, transform=None) -> list:
+        """``count`` consecutive batches on the device; ``transform``: the input pipeline's
+        per-batch function (the touched rows of the training pipeline)."""
         from mtl_jax import sharding
         from mtl_jax.data import loading
 
         out = []
         for i in range(count):
             host = {k: v[i * batch_size : (i + 1) * batch_size] for k, v in columns.items()}
-            out.append(sharding.to_global(loading.model_inputs(host), mesh))
+            host = loading.model_inputs(host)
+            out.append(sharding.to_global(host if transform is None else transform(host), mesh))
         return out
+
+    @staticmethod
+    def touched(graphdef, state, tx):
+        """The training pipeline's per-batch transform (``touched_rows.host_transform``): the
+        timed steps get their touched rows with the batch, as in training."""
+        from mtl_jax import touched_rows
+
+        return touched_rows.host_transform(
+            graphdef, state.params, state.model_state, sparse=tx.sparse
+        )
 
     # -- timing ---------------------------------------------------------------------------------
 
@@ -365,7 +379,9 @@ class _Bench:
         schema, splits = self.data(config.data)
         mesh, tx, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
         jitted = loop.jit_train_step(graphdef, tx, config, state_sh, batch_sh, regression)
-        batches = self.device_batches(splits["train"], batch, self.size["cycle"], mesh)
+        batches = self.device_batches(
+            splits["train"], batch, self.size["cycle"], mesh, self.touched(graphdef, state, tx)
+        )
         t0 = time.perf_counter()
         compiled = jitted.lower(state, batches[0]).compile()
         compile_s = time.perf_counter() - t0
@@ -433,7 +449,9 @@ class _Bench:
         schema, splits = self.data(config.data)
         mesh, tx, graphdef, state, state_sh, batch_sh, regression = self.setup(config, schema)
         jitted = loop.jit_train_step(graphdef, tx, config, state_sh, batch_sh, regression)
-        batches = self.device_batches(splits["train"], batch, self.size["cycle"], mesh)
+        batches = self.device_batches(
+            splits["train"], batch, self.size["cycle"], mesh, self.touched(graphdef, state, tx)
+        )
         compiled = jitted.lower(state, batches[0]).compile()
         op_names = hlo_op_names(compiled.as_text())
         state, m = compiled(state, batches[0])
@@ -483,7 +501,9 @@ class _Bench:
         mesh, tx, graphdef, state, _, _, regression = self.setup(config, schema)
         if not tx.sparse or config.loss.get("weighting", "static") != "static":
             raise ValueError("the breakdown covers the sparse embedding update, static weighting")
-        (b,) = self.device_batches(splits["train"], batch, 1, mesh)
+        (b,) = self.device_batches(
+            splits["train"], batch, 1, mesh, self.touched(graphdef, state, tx)
+        )
         _, model_params = weighting.split_params(state.params)
         loss_cfg = config.loss
 
@@ -580,6 +600,7 @@ class _Bench:
                 num_steps=num_steps,
                 seed=config.seed,
                 prefetch=config.prefetch,
+                transform=self.touched(graphdef, state, tx),
             )
             t0 = time.perf_counter()
             for host in it:

@@ -432,7 +432,7 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
     """One epoch of the library's training path over ``splits["train"]``, then test predictions."""
     import jax
 
-    from mtl_jax import eval_report, loop, optim, sharding
+    from mtl_jax import eval_report, loop, optim, sharding, touched_rows
     from mtl_jax.data import loading, pipeline
     from mtl_jax.state import count_params, create_train_state, init_model
 
@@ -456,6 +456,7 @@ def run_ours(config, schema, splits, *, seed: int, warmup: int) -> dict:
             num_steps=num_steps,
             seed=seed,
             prefetch=config.prefetch,
+            transform=touched_rows.host_transform(graphdef, params, model_state, sparse=tx.sparse),
         )
     )
     sys.path.insert(0, os.path.join(ROOT, "bench"))

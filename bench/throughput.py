@@ -3,6 +3,7 @@ or on prepared shards.
 
     python bench/throughput.py [--model mmoe] [--steps 200] [--vocab-scale 1.0] [--batch 1000]
                                [--prepared DIR] [--set model.num_experts=4 ...]
+                               [--dedup host|step|both] [--rounds 3]
 
 ``--prepared DIR`` reads the shards of ``python -m mtl_jax.data.prepare aliccp --out DIR``
 (``config.data.kind = "prepared"``, as ``configs/aliccp.py``) instead of generating data: the
@@ -11,6 +12,11 @@ tables), which is what a change of the shard layout can slow down.
 
 Times the real training path (Grain pipeline → host-to-device → jitted, donated train step),
 after a warm-up that includes compilation, and prints the figure with the machine it ran on.
+
+``--dedup`` says where the sparse embedding update's touched rows are found: ``host`` (the
+default, as in training: the input pipeline's prefetch thread, ``mtl_jax/touched_rows.py``) or
+``step`` (``jnp.unique`` inside the step); ``both`` alternates the two ``--rounds`` times and
+prints the per-round ratio, the figure to trust on a shared machine.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -28,7 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 
 from configs import common  # noqa: E402
-from mtl_jax import loop, optim, sharding  # noqa: E402
+from mtl_jax import loop, optim, sharding, touched_rows  # noqa: E402
 from mtl_jax.data import loading, pipeline  # noqa: E402
 from mtl_jax.state import count_params, create_train_state, init_model  # noqa: E402
 
@@ -60,7 +67,7 @@ def apply_overrides(config, items):
         target[leaf] = value if isinstance(current, str) else type(current)(eval(value))
 
 
-def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
+def measure(config, steps_to_time: int, warmup: int = 20, host_dedup: bool = True) -> dict:
     schema, splits = loading.load(config.data)
     mesh = sharding.make_mesh(config.mesh)
     tx = optim.make_optimizer(config, warmup + steps_to_time)
@@ -78,6 +85,9 @@ def measure(config, steps_to_time: int, warmup: int = 20) -> dict:
             num_steps=warmup + steps_to_time,
             seed=config.seed,
             prefetch=config.prefetch,
+            transform=touched_rows.host_transform(
+                graphdef, params, model_state, sparse=tx.sparse and host_dedup
+            ),
         )
     )
     first = sharding.to_global(next(it), mesh)
@@ -138,6 +148,24 @@ def roofline_line(result: dict, peak_gflops: float) -> str:
     )
 
 
+def compare_dedup(config, steps_to_time: int, rounds: int) -> None:
+    """Host against in-step touched rows, alternating runs (host, step, host, ...): ms/step of
+    each run, the medians and the median of the per-round ratios."""
+    ms = {"host": [], "step": []}
+    for r in range(rounds):
+        for where in ms:
+            ms[where].append(measure(config, steps_to_time, host_dedup=where == "host")["step_ms"])
+            print(f"round {r + 1} dedup={where}: {ms[where][-1]:.1f} ms/step", flush=True)
+    print(f"machine: {machine()}")
+    ratios = [h / s for h, s in zip(ms["host"], ms["step"])]
+    print(
+        f"median ms/step: host {statistics.median(ms['host']):.1f}, "
+        f"step {statistics.median(ms['step']):.1f}; host/step per round "
+        + ", ".join(f"{x:.3f}" for x in ratios)
+        + f" (median {statistics.median(ratios):.3f})"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default="mmoe")
@@ -147,6 +175,14 @@ def main():
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--prepared", default=None, help="a directory of prepared shards")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    ap.add_argument(
+        "--dedup",
+        choices=("host", "step", "both"),
+        default="host",
+        help="where the sparse update's touched rows are found (mtl_jax/touched_rows.py); "
+        "both: alternate the two, --rounds times each, and print their ratio",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="with --dedup both")
     args = ap.parse_args()
     config = common.get_base_config(model=args.model)
     config.batch_size = args.batch
@@ -158,7 +194,10 @@ def main():
             dict(kind="prepared", path=args.prepared, extra_columns=())
         )
     apply_overrides(config, args.set)
-    r = measure(config, args.steps)
+    if args.dedup == "both":
+        compare_dedup(config, args.steps, args.rounds)
+        return
+    r = measure(config, args.steps, host_dedup=args.dedup == "host")
     print(f"machine: {machine()}")
     data = f"prepared={args.prepared}" if args.prepared else f"vocab_scale={args.vocab_scale}"
     print(

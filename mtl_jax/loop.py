@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mtl_jax import config_check, eval_report, optim, resume, sharding, steps
+from mtl_jax import config_check, eval_report, optim, resume, sharding, steps, touched_rows
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.cli import UserError
 from mtl_jax.data import loading, pipeline
@@ -120,7 +120,9 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     num_steps = total_steps(config, n_train)
 
     tx = optim.make_optimizer(config, num_steps)
-    graphdef, _, _ = abstract_model(schema, config.model, config.seed)
+    graphdef, abstract_params, abstract_model_state = abstract_model(
+        schema, config.model, config.seed
+    )
     weighting_kind = config.loss.get("weighting", "static")
     abstract_state = abstract_train_state(schema, config.model, tx, config.seed, weighting_kind)
     state_sh = sharding.state_sharding(abstract_state, mesh, sharding.sharding_rules(config.mesh))
@@ -142,6 +144,9 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         prefetch=config.prefetch,
+        transform=touched_rows.host_transform(
+            graphdef, abstract_params, abstract_model_state, sparse=tx.sparse
+        ),
     )
     train_iter = iter(train_batches)
 

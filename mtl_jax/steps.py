@@ -15,7 +15,7 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from mtl_jax import losses, optim, weighting
+from mtl_jax import losses, optim, touched_rows, weighting
 from mtl_jax.state import TrainState
 
 
@@ -36,18 +36,21 @@ def _compact_tables(graphdef, params, model_state, batch):
     """Swaps each table for the block of rows this batch touches.
 
     Returns (rows: key → [U] unique row ids, padded with R; compact: key → [U, D] those rows;
-    batch with ``embedding_rows``: key → ids into the compact block).
+    batch with ``embedding_rows``: key → ids into the compact block). The unique rows come from
+    the batch when the input pipeline found them (``touched_rows.host_transform``), else from
+    ``touched_rows.in_step``.
     """
-    inputs = nnx.merge(graphdef, params, model_state).inputs  # only its static gather plan
-    row_ids = inputs.row_ids(batch)
     tables, _ = optim.split_tables(params)
-    rows, compact, local = {}, {}, {}
-    for k, ids in row_ids.items():
-        num_rows = tables[k].shape[0]
-        u, inv = jnp.unique(ids.ravel(), size=ids.size, fill_value=num_rows, return_inverse=True)
-        rows[k] = u
-        local[k] = inv.reshape(ids.shape).astype(jnp.int32)
-        compact[k] = jnp.take(tables[k], u, axis=0, mode="fill", fill_value=0)
+    found = touched_rows.from_batch(batch)
+    if found is None:
+        inputs = nnx.merge(graphdef, params, model_state).inputs  # only its static gather plan
+        num_rows = {k: t.shape[0] for k, t in tables.items()}
+        rows, local = touched_rows.in_step(inputs.row_ids(batch), num_rows)
+    else:
+        rows, local, batch = found
+    # The padding ids (R) read the last row ("clip", no select over the block): no lookup reads
+    # a padding slot, so its gradient is 0, and the update drops it.
+    compact = {k: jnp.take(tables[k], u, axis=0, mode="clip") for k, u in rows.items()}
     return rows, compact, dict(batch, embedding_rows=local)
 
 

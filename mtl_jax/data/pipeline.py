@@ -18,6 +18,7 @@ marking padded rows with ``valid = 0``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import grain
 import numpy as np
@@ -78,15 +79,23 @@ def train_batches(
     process_index: int = 0,
     process_count: int = 1,
     prefetch: int = 2,
+    transform: Callable[[Columns], Columns] | None = None,
 ) -> grain.IterDataset:
-    """An iterable of ``num_steps`` training batches (drops each epoch's remainder rows)."""
+    """An iterable of ``num_steps`` training batches (drops each epoch's remainder rows).
+
+    ``transform`` is applied to each batch after it is read, in the prefetch thread when
+    ``prefetch > 0`` (e.g. ``touched_rows.host_transform``: work taken off the train step).
+    """
     if batch_size % process_count:
         raise ValueError(
             f"config.batch_size={batch_size} must be divisible by the {process_count} processes"
         )
     spe = steps_per_epoch(num_rows(columns), batch_size)
     reader = _TrainBatchReader(columns, batch_size, spe, seed, process_index, process_count)
-    ds = grain.MapDataset.range(num_steps).map(reader).to_iter_dataset()
+    ds = grain.MapDataset.range(num_steps).map(reader)
+    if transform is not None:
+        ds = ds.map(transform)
+    ds = ds.to_iter_dataset()
     if prefetch > 0:
         ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch)
     return ds

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 if TYPE_CHECKING:  # models/ depends on jax and flax only; the schema is duck-typed here.
@@ -102,21 +103,23 @@ class InputLayer(nnx.Module):
         return sum(self.field_dims) + self.schema.num_dense
 
     def row_ids(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        """Fused-table key → the global row ids this batch reads, [B, Fk (+ L)].
+        """Fused-table key → the global row ids this batch reads, [B, Fk (+ L)] (numpy arrays
+        for a numpy batch, jax arrays otherwise).
 
         Fields come first, in schema order; the behaviour sequence (when used) is appended to its
         table's ids. The train step uses this to update only the rows a batch touches.
         """
         cat = batch["cat"]  # [B, F]
+        xp = np if isinstance(cat, np.ndarray) else jnp  # numpy: touched_rows.host_transform
         out = {}
         for key, idx, offs in self.plan:
             if idx == tuple(range(idx[0], idx[0] + len(idx))):  # contiguous: a slice, no gather
                 ids = cat[:, idx[0] : idx[0] + len(idx)]
             else:
-                ids = cat[:, jnp.asarray(idx)]
-            ids = ids + jnp.asarray(offs, dtype=cat.dtype)  # [B, Fk]
+                ids = cat[:, xp.asarray(idx)]
+            ids = ids + xp.asarray(offs, dtype=cat.dtype)  # [B, Fk]
             if self.use_sequence and key == self.seq_key:
-                ids = jnp.concatenate([ids, batch["seq_item"] + self.seq_offset], axis=1)
+                ids = xp.concatenate([ids, batch["seq_item"] + self.seq_offset], axis=1)
             out[key] = ids
         return out
 
@@ -136,8 +139,10 @@ class InputLayer(nnx.Module):
         per_field: list[jax.Array | None] = [None] * self.schema.num_fields
         seq = None
         dtype = batch["dense"].dtype  # the step casts dense features to the compute dtype
+        # Ids into the compact block are in bounds by construction: no out-of-bounds select.
+        mode = "promise_in_bounds" if "embedding_rows" in batch else "fill"
         for key, idx, _ in self.plan:
-            emb = jnp.take(self.tables[key][...], rows[key], axis=0).astype(dtype)  # [B, Fk+L, Dk]
+            emb = self.tables[key][...].at[rows[key]].get(mode=mode).astype(dtype)  # [B, Fk+L, Dk]
             if self.use_sequence and key == self.seq_key:
                 L = batch["seq_item"].shape[1]
                 seq, emb = emb[:, -L:], emb[:, :-L]
@@ -147,7 +152,13 @@ class InputLayer(nnx.Module):
         if not per_field:  # dense-only data
             out["flat"] = dense
         else:
-            if self.uniform:
+            if self.uniform and len(self.plan) == 1:
+                # One table read by every field in schema order: the gather is already [B, F, D]
+                # (slicing it per field and stacking again costs a copy forward and a sum of
+                # padded slices backward).
+                out["fields"] = emb
+                flat_emb = emb.reshape(cat.shape[0], -1)
+            elif self.uniform:
                 out["fields"] = jnp.stack(per_field, axis=1)  # [B, F, D]
                 flat_emb = out["fields"].reshape(cat.shape[0], -1)
             else:
