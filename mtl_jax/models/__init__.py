@@ -4,7 +4,7 @@ Importing this package registers every architecture; ``build_model`` builds one 
 """
 
 import mtl_jax.models.paper  # noqa: F401  (registers the paper's models)
-from mtl_jax.models import aitm, esmm, mmoe, ple, shared_bottom, single_task  # noqa: F401
+from mtl_jax.models import aitm, esmm, mlp, mmoe, ple, shared_bottom  # noqa: F401
 from mtl_jax.models.registry import build_model, get_model_class, model_names
 
 __all__ = ["build_model", "get_model_class", "model_names"]

@@ -23,12 +23,12 @@ head trained on clicks only). ``tests/test_zoo.py`` asserts that ``configs/esmm.
 
 from __future__ import annotations
 
+from mtl_jax.models.mlp import MLP
 from mtl_jax.models.registry import register
-from mtl_jax.models.single_task import SingleTaskMLP
 
 
 @register("esmm")
-class ESMM(SingleTaskMLP):
+class ESMM(MLP):
     """CTR and CVR towers (one per task) over one shared embedding layer.
 
     Task 0 is the click (CTR) task and the last task the order task whose head predicts CVR;

@@ -25,7 +25,7 @@ from mtl_jax.models.expert_attention import MultiHeadSelfAttention
 _residual_init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
 
-class FeatureSelfAttention(nnx.Module):
+class FeatureAttentionLayer(nnx.Module):
     """AutoInt interacting layer: ``[B, F, D] → [B, F, D]``.
 
     Args:

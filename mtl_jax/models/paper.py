@@ -9,7 +9,7 @@ name                  fixed options                                  paper
 ===================== ============================================== ===========================
 ``coarse_attention``  gate_type=coarse_attention                     3.1, ``attention_gates.py``
 ``fine_attention``    gate_type=fine_attention                       3.2, ``attention_gates.py``
-``boost_experts``     expert_mode=boost                              3.3, ``boost.py``
+``boost_experts``     expert_mode=boost                              3.3, ``boost_experts.py``
 ``expert_attention``  expert_interaction=self_attention              3.4, ``expert_attention.py``
 ``feature_attention`` feature_attention=True                         3.4, ``feature_attention.py``
 ``sequence_mmoe``     use_sequence=True                              3.5, ``din.py``
@@ -70,12 +70,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.attention_gates import GATE_NORMS, CoarseAttentionGates, FineAttentionGates
-from mtl_jax.models.boost import BoostingExperts
+from mtl_jax.models.boost_experts import BoostExpertBank
 from mtl_jax.models.din import DIN_ACTIVATIONS, TIME_FEATURES, WEIGHT_NORMS, SequenceInterest
 from mtl_jax.models.embedding import InputLayer
-from mtl_jax.models.expert_attention import COMBINES, ExpertInteraction
+from mtl_jax.models.expert_attention import COMBINES, ExpertAttentionLayer
 from mtl_jax.models.experts import ExpertBank
-from mtl_jax.models.feature_attention import FeatureSelfAttention
+from mtl_jax.models.feature_attention import FeatureAttentionLayer
 from mtl_jax.models.gates import SoftmaxGates
 from mtl_jax.models.multisource import OBJECTIVES, FeatureSpaceMapping, SourceDiscriminator
 from mtl_jax.models.registry import register
@@ -200,7 +200,9 @@ class PaperMMoE(nnx.Module):
                     f"the same embedding width, but the schema's widths are "
                     f"{sorted(set(self.inputs.field_dims))}"
                 )
-            self.field_attention = FeatureSelfAttention(self.inputs.field_dims[0], heads, rngs=rngs)
+            self.field_attention = FeatureAttentionLayer(
+                self.inputs.field_dims[0], heads, rngs=rngs
+            )
 
         if self.use_sequence:
             seq = schema.sequence
@@ -237,7 +239,7 @@ class PaperMMoE(nnx.Module):
             )
             in_dim = shared_dim
 
-        expert_cls = BoostingExperts if self.expert_mode == "boost" else ExpertBank
+        expert_cls = BoostExpertBank if self.expert_mode == "boost" else ExpertBank
         self.experts = expert_cls(
             E,
             in_dim,
@@ -247,7 +249,7 @@ class PaperMMoE(nnx.Module):
             rngs=rngs,
         )
         if self.expert_interaction == "self_attention":
-            self.interaction = ExpertInteraction(H, heads, combine, rngs=rngs)
+            self.interaction = ExpertAttentionLayer(H, heads, combine, rngs=rngs)
         if self.gate_type == "softmax":
             self.gates = SoftmaxGates(T, in_dim, E, cfg.gate_hidden, rngs=rngs)
         else:

@@ -16,7 +16,7 @@ from mtl_jax.models.towers import Towers
 
 
 @register("mlp")
-class SingleTaskMLP(nnx.Module):
+class MLP(nnx.Module):
     def __init__(self, schema, cfg, *, rngs: nnx.Rngs):
         T = schema.num_tasks
         self.inputs = InputLayer(schema, cfg.embed_dim, rngs=rngs)

@@ -35,7 +35,7 @@ from mtl_jax.models.layers import StackedMLP
 BOOST_ACTIVATIONS = ("relu", "prelu", "none")
 
 
-class BoostingExperts(nnx.Module):
+class BoostExpertBank(nnx.Module):
     """E experts in a chain over one shared input: ``[B, I] → [B, E, H]``.
 
     Args:
@@ -81,7 +81,7 @@ class BoostingExperts(nnx.Module):
     def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
         E, n_in, H = self.num_experts, self.in_features, self.out_features
         if train and self.dropout > 0.0 and key is None:
-            raise ValueError("BoostingExperts: dropout > 0 needs a `key` while training")
+            raise ValueError("BoostExpertBank: dropout > 0 needs a `key` while training")
         dt = x.dtype
         kernels = [layer.kernel[...].astype(dt) for layer in self.mlp.layers]  # [E, in, out] each
         biases = [layer.bias[...].astype(dt) for layer in self.mlp.layers]  # [E, out] each
