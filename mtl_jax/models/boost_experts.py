@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.experts import check_expert_shape
 from mtl_jax.models.layers import StackedMLP
 
 BOOST_ACTIVATIONS = ("relu", "prelu", "none")
@@ -57,12 +56,6 @@ class BoostExpertBank(nnx.Module):
         dropout: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        check_expert_shape(num_experts, hidden)
-        if activation not in BOOST_ACTIVATIONS:
-            raise ValueError(
-                f"config.model.expert_activation must be one of {BOOST_ACTIVATIONS} with "
-                f"config.model.expert_mode='boost', got {activation!r}"
-            )
         self.out_features = hidden[-1]
         # Expert i's first layer reads [x, expert_{i-1}] (I + H rows); parameters stay stacked.
         self.mlp = StackedMLP(

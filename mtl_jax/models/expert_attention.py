@@ -78,15 +78,6 @@ class ExpertAttentionLayer(nnx.Module):
     """
 
     def __init__(self, width: int, num_heads: int, combine: str = "product", *, rngs: nnx.Rngs):
-        if combine not in COMBINES:
-            raise ValueError(
-                f"config.model.interaction_combine must be one of {COMBINES}, got {combine!r}"
-            )
-        if width % num_heads:
-            raise ValueError(
-                f"config.model.attention_heads={num_heads} must divide the experts' output width "
-                f"config.model.expert_hidden[-1]={width}"
-            )
         self.attention = MultiHeadSelfAttention(width, num_heads, width // num_heads, rngs=rngs)
         self.combine = combine
 

@@ -6,40 +6,29 @@ per-task, so the only coupling between the tasks is through the embeddings' grad
 
 from __future__ import annotations
 
-import jax
 from flax import nnx
 
-from mtl_jax.models.embedding import InputLayer
+from mtl_jax.models.assembly import Assembly, fold
 from mtl_jax.models.layers import StackedMLP
+from mtl_jax.models.options import ModelOptions
 from mtl_jax.models.registry import register
-from mtl_jax.models.towers import Towers
 
 
 @register("mlp")
-class MLP(nnx.Module):
-    def __init__(self, schema, cfg, *, rngs: nnx.Rngs):
-        T = schema.num_tasks
-        self.inputs = InputLayer(schema, cfg.embed_dim, rngs=rngs)
+class MLP(Assembly):
+    def build_bottom(self, schema, opts: ModelOptions, in_features: int, *, rngs: nnx.Rngs) -> int:
         self.bottoms = StackedMLP(
-            T,
-            self.inputs.flat_dim,
-            cfg.expert_hidden,
-            activation=cfg.expert_activation,
-            dropout=cfg.dropout,
+            schema.num_tasks,
+            in_features,
+            opts.expert_hidden,
+            activation=opts.expert_activation,
+            dropout=opts.dropout,
             rngs=rngs,
         )
-        self.towers = Towers(
-            T,
-            self.bottoms.out_features,
-            cfg.tower_hidden,
-            activation=cfg.tower_activation,
-            dropout=cfg.dropout,
-            rngs=rngs,
-        )
+        return self.bottoms.out_features
 
-    def __call__(self, batch, *, train: bool, key: jax.Array | None = None):
-        x = self.inputs(batch)["flat"]  # [B, I]
-        bottom_key = None if key is None else jax.random.fold_in(key, 0)
-        tower_key = None if key is None else jax.random.fold_in(key, 1)
-        h = self.bottoms(x, train=train, key=bottom_key)  # [B, T, H]
-        return {"logits": self.towers(h, train=train, key=tower_key)}  # [B, T]
+    def run_bottom(self, batch, inputs, out, *, train, key):
+        return self.bottoms(inputs["flat"], train=train, key=fold(key, 0))  # [B, T, H]
+
+    def tower_key(self, key):
+        return fold(key, 1)
