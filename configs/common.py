@@ -39,7 +39,12 @@ BASE_ARGS = dict(runlocal=False, seed=0, paper=False)
 
 
 def get_base_config(arg: str | None = None, *, model: str = "mmoe") -> ml_collections.ConfigDict:
-    args = parse_arg(arg, **BASE_ARGS)
+    return base_config(parse_arg(arg, **BASE_ARGS), model=model)
+
+
+def base_config(args: ml_collections.ConfigDict, *, model: str) -> ml_collections.ConfigDict:
+    """The shared defaults for ``args`` (``BASE_ARGS``, parsed): for a model config that reads
+    the arguments itself, so that they are parsed once."""
     c = ml_collections.ConfigDict()
     c.seed = args.seed
 

@@ -10,7 +10,7 @@ from configs import common
 
 def get_config(arg=None):
     args = common.parse_arg(arg, **common.BASE_ARGS)
-    c = common.get_base_config(arg, model="feature_attention")
+    c = common.base_config(args, model="feature_attention")
     c.model.feature_attention = True
     c.model.attention_heads = 2 if args.runlocal else 4
     return c

@@ -14,7 +14,7 @@ from configs import common
 
 def get_config(arg=None):
     args = common.parse_arg(arg, **common.BASE_ARGS)
-    c = common.get_base_config(arg, model="multisource")
+    c = common.base_config(args, model="multisource")
     c.model.multisource = True
     set_multisource_options(c, runlocal=args.runlocal)
     return c

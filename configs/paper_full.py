@@ -12,7 +12,7 @@ from configs.coarse_attention import set_attention_gate_options
 
 def get_config(arg=None):
     args = common.parse_arg(arg, **common.BASE_ARGS)
-    c = common.get_base_config(arg, model="paper_full")
+    c = common.base_config(args, model="paper_full")
     c.model.gate_type = "coarse_attention"
     set_attention_gate_options(c.model)
     c.model.expert_interaction = "self_attention"

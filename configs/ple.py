@@ -9,9 +9,9 @@ from configs import common
 
 
 def get_config(arg=None):
-    c = common.get_base_config(arg, model="ple")
-    runlocal = common.parse_arg(arg, **common.BASE_ARGS).runlocal
-    c.model.num_specific_experts = 1 if runlocal else 2
-    c.model.num_shared_experts = 2 if runlocal else 4
+    args = common.parse_arg(arg, **common.BASE_ARGS)
+    c = common.base_config(args, model="ple")
+    c.model.num_specific_experts = 1 if args.runlocal else 2
+    c.model.num_shared_experts = 2 if args.runlocal else 4
     c.model.num_levels = 2
     return c

@@ -10,7 +10,7 @@ from configs import common
 
 def get_config(arg=None):
     args = common.parse_arg(arg, **common.BASE_ARGS)
-    c = common.get_base_config(arg, model="sequence_mmoe")
+    c = common.base_config(args, model="sequence_mmoe")
     c.model.use_sequence = True
     set_sequence_options(c.model, runlocal=args.runlocal)
     return c

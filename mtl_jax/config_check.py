@@ -1,27 +1,18 @@
-"""Checks a config against the dataset before anything is built; errors name the key."""
+"""Checks a config against the dataset before anything is built; errors name the key.
+
+``config.model`` is checked by the model's own ``read_options`` (the function that reads it when
+the model is built, ``mtl_jax/models/options.py``); the rest here, with the same value checks.
+"""
 
 from __future__ import annotations
 
 from absl import logging
 
 from mtl_jax import losses, optim, weighting
-from mtl_jax.models import get_model_class, layers, model_names, paper
+from mtl_jax.models import get_model_class, paper
+from mtl_jax.models.options import choice, number, positive_int
 
 DTYPES = ("float32", "bfloat16")
-
-
-def _positive_int(value, key: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{key} must be a positive integer, got {value!r}")
-
-
-def _widths(value, key: str, *, allow_empty: bool) -> None:
-    if not isinstance(value, (tuple, list)) or (not allow_empty and not value):
-        raise ValueError(
-            f"{key} must be a {'' if allow_empty else 'non-empty '}list of widths, got {value!r}"
-        )
-    for v in value:
-        _positive_int(v, f"{key}[*]")
 
 
 def _names(value, key: str) -> None:
@@ -30,35 +21,24 @@ def _names(value, key: str) -> None:
 
 
 def _check_weighting(lc) -> None:
-    kind = lc.get("weighting", "static")
-    if kind not in weighting.WEIGHTINGS:
-        raise ValueError(
-            f"config.loss.weighting must be one of {weighting.WEIGHTINGS}, got {kind!r}"
-        )
+    kind = choice(lc.get("weighting", "static"), "config.loss.weighting", weighting.WEIGHTINGS)
     if kind in ("uncertainty", "gradnorm"):
-        lr = lc.weighting_lr
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"config.loss.weighting_lr must be a number > 0, got {lr!r}")
+        number(lc.weighting_lr, "config.loss.weighting_lr", positive=True)
     if kind in ("gradnorm", "pcgrad"):
         _names(lc.task_specific_params, "config.loss.task_specific_params")
     if kind == "gradnorm":
-        alpha = lc.gradnorm_alpha
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
-            raise ValueError(f"config.loss.gradnorm_alpha must be a number >= 0, got {alpha!r}")
+        number(lc.gradnorm_alpha, "config.loss.gradnorm_alpha")
         _names(lc.gradnorm_params, "config.loss.gradnorm_params")
 
 
-def _note_single_source(m, schema) -> None:
+def _note_single_source(opts, schema) -> None:
     """A multi-source model on one source trains, but its improved loss does nothing: say so."""
-    cls = get_model_class(m.name)
-    if not issubclass(cls, paper.PaperMMoE) or schema.num_sources > 1:
-        return
-    if paper.resolve_options(m, m.name, cls.fixed)["multisource"]:
+    if isinstance(opts, paper.PaperOptions) and opts.multisource and schema.num_sources <= 1:
         logging.warning(
             "config.model.name=%r uses the multi-source improved loss, but the data has one "
             "source (num_sources=%d): one feature-space mapping serves every row and the source "
             "discriminator has one class, so its loss is 0 and the adversarial term is inert",
-            m.name,
+            opts.name,
             schema.num_sources,
         )
 
@@ -67,32 +47,9 @@ def _regression_tasks(schema) -> list[str]:
     return [t for k, t in enumerate(schema.tasks) if schema.is_regression(k)]
 
 
-def validate(config, schema) -> None:
+def _check_loss(lc, schema) -> None:
     T = schema.num_tasks
-    m = config.model
-    if m.name not in model_names():
-        raise ValueError(
-            f"config.model.name: unknown model {m.name!r}; valid names: {model_names()}"
-        )
-    _positive_int(m.embed_dim, "config.model.embed_dim")
-    _positive_int(m.num_experts, "config.model.num_experts")
-    _widths(m.expert_hidden, "config.model.expert_hidden", allow_empty=False)
-    _widths(m.gate_hidden, "config.model.gate_hidden", allow_empty=True)
-    _widths(m.tower_hidden, "config.model.tower_hidden", allow_empty=True)
-    for key in ("expert_activation", "tower_activation"):
-        if m[key] not in layers.ACTIVATIONS:
-            raise ValueError(
-                f"config.model.{key} must be one of {layers.ACTIVATIONS}, got {m[key]!r}"
-            )
-    if not 0.0 <= m.dropout < 1.0:
-        raise ValueError(f"config.model.dropout must be in [0, 1), got {m.dropout}")
-    _note_single_source(m, schema)
-
-    lc = config.loss
-    if lc.cascade not in losses.CASCADES:
-        raise ValueError(
-            f"config.loss.cascade must be one of {losses.CASCADES}, got {lc.cascade!r}"
-        )
+    choice(lc.cascade, "config.loss.cascade", losses.CASCADES)
     if lc.cascade != "none" and T < 2:
         raise ValueError(f"config.loss.cascade={lc.cascade!r} needs >= 2 tasks; the data has {T}")
     if lc.cascade != "none" and not schema.all_binary:
@@ -124,28 +81,24 @@ def validate(config, schema) -> None:
 
     _check_weighting(lc)
 
-    _positive_int(config.batch_size, "config.batch_size")
-    _positive_int(config.eval_batch_size, "config.eval_batch_size")
+
+def validate(config, schema) -> None:
+    opts = get_model_class(config.model.name).read_options(config.model, schema)
+    _note_single_source(opts, schema)
+    _check_loss(config.loss, schema)
+    positive_int(config.batch_size, "config.batch_size")
+    positive_int(config.eval_batch_size, "config.eval_batch_size")
     if config.num_steps is None:
-        _positive_int(config.num_epochs, "config.num_epochs")
+        positive_int(config.num_epochs, "config.num_epochs")
     else:
-        _positive_int(config.num_steps, "config.num_steps")
+        positive_int(config.num_steps, "config.num_steps")
     for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
-        _positive_int(config[key], f"config.{key}")
-    if config.compute_dtype not in DTYPES:
-        raise ValueError(
-            f"config.compute_dtype must be one of {DTYPES}, got {config.compute_dtype!r}"
-        )
-    if config.optim.name not in optim.OPTIMIZERS:
-        raise ValueError(
-            f"config.optim.name must be one of {optim.OPTIMIZERS}, got {config.optim.name!r}"
-        )
-    if config.optim.schedule not in optim.SCHEDULES:
-        raise ValueError(
-            f"config.optim.schedule must be one of {optim.SCHEDULES}, got {config.optim.schedule!r}"
-        )
+        positive_int(config[key], f"config.{key}")
+    choice(config.compute_dtype, "config.compute_dtype", DTYPES)
+    choice(config.optim.name, "config.optim.name", optim.OPTIMIZERS)
+    choice(config.optim.schedule, "config.optim.schedule", optim.SCHEDULES)
     if not config.optim.learning_rate > 0:
         raise ValueError(
             f"config.optim.learning_rate must be > 0, got {config.optim.learning_rate}"
         )
-    _positive_int(config.metrics.top_n, "config.metrics.top_n")
+    positive_int(config.metrics.top_n, "config.metrics.top_n")

@@ -17,7 +17,7 @@ from test_train import assert_one_and_four_devices_agree
 from mtl_jax import loop, steps
 from mtl_jax.data.schema import CategoricalFeature, Schema
 from mtl_jax.models import build_model, model_names, multisource
-from mtl_jax.models.boost import BoostingExperts
+from mtl_jax.models.boost_experts import BoostExpertBank
 from mtl_jax.models.din import time_features
 from mtl_jax.models.experts import ExpertBank
 
@@ -150,7 +150,7 @@ def _perturb_expert(module, e):
 
 def test_boosting_chain_feeds_each_expert_into_the_next():
     x = jax.random.normal(jax.random.key(1), (6, 10))
-    bank = BoostingExperts(3, 10, (7, 5), rngs=nnx.Rngs(params=0))
+    bank = BoostExpertBank(3, 10, (7, 5), rngs=nnx.Rngs(params=0))
     before = np.asarray(bank(x, train=False))  # [B, E, H]
     assert before.shape == (6, 3, 5)
     # The scan equals the loop, in which expert 0 reads [x, 0] (x alone) and expert i [x, out_i-1].

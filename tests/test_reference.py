@@ -20,7 +20,7 @@ from configs import common
 from mtl_jax import eval_report, steps
 from mtl_jax.models import build_model
 from mtl_jax.models.attention_gates import CoarseAttentionGates, FineAttentionGates
-from mtl_jax.models.feature_attention import FeatureSelfAttention
+from mtl_jax.models.feature_attention import FeatureAttentionLayer
 from mtl_jax.models.layers import Dice
 from mtl_jax.models.multisource import SourceDiscriminator
 from mtl_jax.state import init_model
@@ -347,7 +347,7 @@ def test_dice_in_training_mode(batch_axis):
 def test_feature_self_attention_values():
     # AutoInt's interacting layer over the fields: relu(concat_h Σ_k α^(h)_{m,k} W_v e_k + W_res e)
     # with α^(h) = softmax_k ⟨W_q e_m, W_k e_k⟩ / sqrt(d_head).
-    layer = FeatureSelfAttention(8, 2, rngs=nnx.Rngs(params=3))
+    layer = FeatureAttentionLayer(8, 2, rngs=nnx.Rngs(params=3))
     fields = jax.random.normal(jax.random.key(2), (5, 4, 8))  # [B, F, D]
     out, attention = layer(fields)
     p = tree(layer)

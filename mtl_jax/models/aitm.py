@@ -24,12 +24,15 @@ but the steps run in a loop because step t needs step t−1's output (T is 2 for
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.embedding import InputLayer
 from mtl_jax.models.layers import StackedHead, StackedMLP
+from mtl_jax.models.mlp import MLP
+from mtl_jax.models.options import ModelOptions, needs_two_tasks, number, required
 from mtl_jax.models.registry import register
 
 # Fan-in scaling per transfer step: the leading axis indexes the step.
@@ -68,57 +71,49 @@ class InformationTransfer(nnx.Module):
         return z, w
 
 
+@dataclasses.dataclass(frozen=True)
+class AITMOptions(ModelOptions):
+    aitm_constraint_weight: float
+
+
 @register("aitm")
-class AITM(nnx.Module):
-    def __init__(self, schema, cfg, *, rngs: nnx.Rngs):
-        T = schema.num_tasks
-        if T < 2:
-            raise ValueError(
-                f"model 'aitm' transfers information between tasks; the data has tasks "
-                f"{list(schema.tasks)}"
-            )
-        if "aitm_constraint_weight" not in cfg:
-            raise ValueError(
-                "config.model.aitm_constraint_weight is not set; model 'aitm' needs it"
-            )
-        weight = cfg.aitm_constraint_weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"config.model.aitm_constraint_weight must be >= 0, got {weight!r}")
-        self.constraint_weight = float(weight)
-        self.inputs = InputLayer(schema, cfg.embed_dim, rngs=rngs)
-        self.bottoms = StackedMLP(
-            T,
-            self.inputs.flat_dim,
-            cfg.expert_hidden,
-            activation=cfg.expert_activation,
-            dropout=cfg.dropout,
-            rngs=rngs,
+class AITM(MLP):
+    """MLP's per-task bottoms; on top, per-task MLPs, the AIT modules and a head per task."""
+
+    @classmethod
+    def read_options(cls, cfg, schema) -> AITMOptions:
+        opts = ModelOptions.read(cfg)
+        needs_two_tasks(schema, "aitm", "transfers information between tasks")
+        weight = required(cfg, "aitm_constraint_weight")
+        return opts.extend(
+            AITMOptions,
+            aitm_constraint_weight=number(weight, "config.model.aitm_constraint_weight"),
         )
+
+    def build_top(self, schema, opts: AITMOptions, width: int, *, rngs: nnx.Rngs) -> None:
+        T = schema.num_tasks
+        self.constraint_weight = opts.aitm_constraint_weight
         self.towers = StackedMLP(
             T,
-            self.bottoms.out_features,
-            cfg.tower_hidden,
-            activation=cfg.tower_activation,
-            dropout=cfg.dropout,
+            width,
+            opts.tower_hidden,
+            activation=opts.tower_activation,
+            dropout=opts.dropout,
             rngs=rngs,
         )
         H = self.towers.out_features
         self.transfer = InformationTransfer(T - 1, H, rngs=rngs)
         self.heads = StackedHead(T, H, rngs=rngs)
 
-    def __call__(self, batch, *, train: bool, key: jax.Array | None = None):
-        x = self.inputs(batch)["flat"]  # [B, I]
-        bottom_key = None if key is None else jax.random.fold_in(key, 0)
-        tower_key = None if key is None else jax.random.fold_in(key, 1)
-        h = self.bottoms(x, train=train, key=bottom_key)  # [B, T, H']
-        q = self.towers(h, train=train, key=tower_key)  # [B, T, H]
+    def run_top(self, h, batch, out, *, train, key):
+        q = self.towers(h, train=train, key=key)  # [B, T, H]
         z = [q[:, 0]]
         transfer_w = []
         for t in range(1, q.shape[1]):
             z_t, w = self.transfer(t - 1, z[-1], q[:, t])
             z.append(z_t)
             transfer_w.append(w[:, 0])
-        logits = self.heads(jnp.stack(z, axis=1)).astype(jnp.float32)  # [B, T]
+        out["logits"] = logits = self.heads(jnp.stack(z, axis=1)).astype(jnp.float32)  # [B, T]
 
         p = jax.nn.sigmoid(logits)
         violation = jax.nn.relu(p[:, 1:] - p[:, :-1]).sum(axis=-1)  # [B]
@@ -128,11 +123,8 @@ class AITM(nnx.Module):
         else:  # padding rows of an eval batch do not count
             valid = valid.astype(jnp.float32)
             constraint = (violation * valid).sum() / jnp.maximum(valid.sum(), 1.0)
-        return {
-            "logits": logits,
-            "aux_loss": self.constraint_weight * constraint,
-            "aux_metrics": {
-                "aitm_constraint": constraint,
-                "aitm_transfer_weight": jnp.stack(transfer_w).mean(),
-            },
+        out["aux_loss"] = self.constraint_weight * constraint
+        out["aux_metrics"] = {
+            "aitm_constraint": constraint,
+            "aitm_transfer_weight": jnp.stack(transfer_w).mean(),
         }

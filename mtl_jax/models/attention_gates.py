@@ -65,14 +65,6 @@ from mtl_jax.models.layers import StackedLinear, StackedMLP
 GATE_NORMS = ("softmax_scaled", "softmax", "none")
 
 
-def _check_norm(norm: str) -> str:
-    if norm not in GATE_NORMS:
-        raise ValueError(
-            f"config.model.attention_gate_norm must be one of {GATE_NORMS}, got {norm!r}"
-        )
-    return norm
-
-
 def _shares(a: jax.Array, axis: int) -> jax.Array:
     """``|a| / Σ|a|`` along ``axis`` (uniform where every entry is 0): a distribution over the
     experts for the gate diagnostics when the raw scores weigh them (``norm="none"``)."""
@@ -131,7 +123,7 @@ class CoarseAttentionGates(nnx.Module):
         self.queries = GateQueries(num_tasks, width, hidden, rngs=rngs)
         self.num_experts = num_experts
         self.width = width
-        self.norm = _check_norm(norm)
+        self.norm = norm
 
     def __call__(self, experts: jax.Array) -> tuple[jax.Array, jax.Array]:
         q = self.queries(experts.dtype)  # [T, H]
@@ -169,7 +161,7 @@ class FineAttentionGates(nnx.Module):
         self.queries = GateQueries(num_tasks * num_experts, width, hidden, rngs=rngs)
         self.num_tasks = num_tasks
         self.num_experts = num_experts
-        self.norm = _check_norm(norm)
+        self.norm = norm
 
     def __call__(self, experts: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         T, E = self.num_tasks, self.num_experts

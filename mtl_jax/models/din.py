@@ -82,12 +82,6 @@ LITERAL_EXP_CAP = 30.0
 LITERAL_MIN_GAP_DAYS = 1.0 / 1440.0
 
 
-def _check(value: str, allowed: tuple[str, ...], key: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"config.model.{key} must be one of {allowed}, got {value!r}")
-    return value
-
-
 def time_features(t: jax.Array, kind: str = "stabilised", *, log_floor: float = 0.0) -> jax.Array:
     """Six features of ``t`` ≥ 0: ``[...] → [..., 6]``.
 
@@ -95,7 +89,6 @@ def time_features(t: jax.Array, kind: str = "stabilised", *, log_floor: float = 
     ``[exp(min(t, LITERAL_EXP_CAP)), sin t, cos t, sqrt t, t², log(max(t, log_floor))]``
     (``log_floor`` > 0 is then required: log 0 is −∞).
     """
-    _check(kind, TIME_FEATURES, "time_features")
     if kind == "stabilised":
         exp, log = jnp.exp(-t), jnp.log1p(t)
     else:
@@ -116,7 +109,7 @@ class TimeEmbedding(nnx.Module):
     ):
         self.proj = StackedLinear(1, NUM_TIME_FEATURES, dim, rngs=rngs)
         self.time_scale = time_scale
-        self.kind = _check(kind, TIME_FEATURES, "time_features")
+        self.kind = kind
 
     def __call__(self, days: jax.Array, dtype) -> jax.Array:
         t = jnp.maximum(days.astype(jnp.float32), 0.0) / self.time_scale
@@ -140,7 +133,6 @@ class ActivationUnit(nnx.Module):
         bias: bool = False,
         rngs: nnx.Rngs,
     ):
-        _check(activation, DIN_ACTIVATIONS, "din_activation")
         dims = [4 * width, *hidden]
         self.layers = nnx.List(
             [StackedLinear(1, i, o, rngs=rngs) for i, o in zip(dims[:-1], dims[1:])]
@@ -207,7 +199,7 @@ class SequenceInterest(nnx.Module):
         time_kind: str = "stabilised",
         rngs: nnx.Rngs,
     ):
-        self.weight_norm = _check(weight_norm, WEIGHT_NORMS, "din_weight_norm")
+        self.weight_norm = weight_norm
         self.time = TimeEmbedding(time_dim, time_scale=time_scale, kind=time_kind, rngs=rngs)
         self.locations = nnx.Embed(
             num_locations,

@@ -46,6 +46,12 @@ def fused_rows(schema: Schema, embed_dim: int) -> dict[str, int]:
     return {k: -(-r // ROW_MULTIPLE) * ROW_MULTIPLE for k, r in rows.items()}
 
 
+def field_dims(schema: Schema, embed_dim: int) -> tuple[int, ...]:
+    """The embedding width of every categorical field, in schema order."""
+    dims = schema.table_dims(embed_dim)
+    return tuple(dims[f.table_name] for f in schema.categorical)
+
+
 class InputLayer(nnx.Module):
     """Embeds a batch.
 
@@ -91,7 +97,7 @@ class InputLayer(nnx.Module):
             idx = [i for i, f in enumerate(schema.categorical) if layout[f.table_name][0] == key]
             offs = [layout[schema.categorical[i].table_name][1] for i in idx]
             self.plan.append((key, tuple(idx), tuple(offs)))
-        self.field_dims = tuple(dims[f.table_name] for f in schema.categorical)
+        self.field_dims = field_dims(schema, embed_dim)
         self.uniform = len(set(self.field_dims)) == 1
         if schema.sequence is not None:
             self.seq_key, self.seq_offset = layout[schema.sequence.table]

@@ -23,22 +23,21 @@ head trained on clicks only). ``tests/test_zoo.py`` asserts that ``configs/esmm.
 
 from __future__ import annotations
 
+from mtl_jax.models.mlp import MLP
+from mtl_jax.models.options import ModelOptions, needs_two_tasks
 from mtl_jax.models.registry import register
-from mtl_jax.models.single_task import SingleTaskMLP
 
 
 @register("esmm")
-class ESMM(SingleTaskMLP):
+class ESMM(MLP):
     """CTR and CVR towers (one per task) over one shared embedding layer.
 
     Task 0 is the click (CTR) task and the last task the order task whose head predicts CVR;
     with more than two tasks the middle tasks get their own towers and independent losses.
     """
 
-    def __init__(self, schema, cfg, *, rngs):
-        if schema.num_tasks < 2:
-            raise ValueError(
-                f"model 'esmm' needs a click task and an order task; the data has tasks "
-                f"{list(schema.tasks)}"
-            )
-        super().__init__(schema, cfg, rngs=rngs)
+    @classmethod
+    def read_options(cls, cfg, schema) -> ModelOptions:
+        opts = ModelOptions.read(cfg)
+        needs_two_tasks(schema, "esmm", "needs a click task and an order task")
+        return opts

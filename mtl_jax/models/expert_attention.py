@@ -5,9 +5,9 @@
     α^(h)_{m,k} = softmax_k ⟨W_q^(h) e_m, W_k^(h) e_k⟩ / sqrt(d_head),
     ẽ^(h)_m     = Σ_k α^(h)_{m,k} W_v^(h) e_k,
 
-with the heads concatenated. ``ExpertInteraction`` treats the E expert outputs [B, E, H] as tokens
-(d_head = H / heads, so the result is again [B, E, H]) and combines the interaction result with the
-original experts, which are then gated per task as in MMoE.
+with the heads concatenated. ``ExpertAttentionLayer`` treats the E expert outputs [B, E, H] as
+tokens (d_head = H / heads, so the result is again [B, E, H]) and combines the interaction result
+with the original experts, which are then gated per task as in MMoE.
 
 Where the paper is ambiguous, and what this module does:
 
@@ -65,7 +65,7 @@ class MultiHeadSelfAttention(nnx.Module):
         return out.reshape(*out.shape[:2], -1), attention  # [B, S, N·K]
 
 
-class ExpertInteraction(nnx.Module):
+class ExpertAttentionLayer(nnx.Module):
     """The auto interact layer: ``[B, E, H] → [B, E, H]``.
 
     Args:
@@ -78,15 +78,6 @@ class ExpertInteraction(nnx.Module):
     """
 
     def __init__(self, width: int, num_heads: int, combine: str = "product", *, rngs: nnx.Rngs):
-        if combine not in COMBINES:
-            raise ValueError(
-                f"config.model.interaction_combine must be one of {COMBINES}, got {combine!r}"
-            )
-        if width % num_heads:
-            raise ValueError(
-                f"config.model.attention_heads={num_heads} must divide the experts' output width "
-                f"config.model.expert_hidden[-1]={width}"
-            )
         self.attention = MultiHeadSelfAttention(width, num_heads, width // num_heads, rngs=rngs)
         self.combine = combine
 

@@ -10,14 +10,6 @@ from flax import nnx
 from mtl_jax.models.layers import StackedMLP
 
 
-def check_expert_shape(num_experts: int, hidden: Sequence[int]) -> None:
-    """The checks every expert bank (plain or boosting) makes, naming the config keys."""
-    if num_experts < 1:
-        raise ValueError(f"config.model.num_experts must be >= 1, got {num_experts}")
-    if not hidden:
-        raise ValueError("config.model.expert_hidden must name at least one layer width")
-
-
 class ExpertBank(nnx.Module):
     """E MLP experts over one shared input: ``[B, I] → [B, E, H]``."""
 
@@ -31,7 +23,6 @@ class ExpertBank(nnx.Module):
         dropout: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        check_expert_shape(num_experts, hidden)
         self.mlp = StackedMLP(
             num_experts, in_features, hidden, activation=activation, dropout=dropout, rngs=rngs
         )

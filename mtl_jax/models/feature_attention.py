@@ -25,7 +25,7 @@ from mtl_jax.models.expert_attention import MultiHeadSelfAttention
 _residual_init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
 
-class FeatureSelfAttention(nnx.Module):
+class FeatureAttentionLayer(nnx.Module):
     """AutoInt interacting layer: ``[B, F, D] → [B, F, D]``.
 
     Args:
@@ -37,11 +37,6 @@ class FeatureSelfAttention(nnx.Module):
     """
 
     def __init__(self, embed_dim: int, num_heads: int, *, rngs: nnx.Rngs):
-        if embed_dim % num_heads:
-            raise ValueError(
-                f"config.model.attention_heads={num_heads} must divide the field embedding width "
-                f"config.model.embed_dim={embed_dim} when config.model.feature_attention is set"
-            )
         self.attention = MultiHeadSelfAttention(
             embed_dim, num_heads, embed_dim // num_heads, rngs=rngs
         )

@@ -6,53 +6,41 @@ experts and may have hidden layers (``gate_hidden``), as in the paper's section 
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.embedding import InputLayer
+from mtl_jax.models.assembly import Assembly
 from mtl_jax.models.experts import ExpertBank
 from mtl_jax.models.gates import SoftmaxGates
+from mtl_jax.models.options import ModelOptions
 from mtl_jax.models.registry import register
-from mtl_jax.models.towers import Towers
 
 
-class _MixtureOfExperts(nnx.Module):
+class _MixtureOfExperts(Assembly):
     one_gate: bool = False
 
-    def __init__(self, schema, cfg, *, rngs: nnx.Rngs):
+    def build_bottom(self, schema, opts: ModelOptions, in_features: int, *, rngs: nnx.Rngs) -> int:
         T = schema.num_tasks
         self.num_tasks = T
-        self.inputs = InputLayer(schema, cfg.embed_dim, rngs=rngs)
-        in_dim = self.inputs.flat_dim
         self.experts = ExpertBank(
-            cfg.num_experts,
-            in_dim,
-            cfg.expert_hidden,
-            activation=cfg.expert_activation,
-            dropout=cfg.dropout,
+            opts.num_experts,
+            in_features,
+            opts.expert_hidden,
+            activation=opts.expert_activation,
+            dropout=opts.dropout,
             rngs=rngs,
         )
         self.gates = SoftmaxGates(
-            1 if self.one_gate else T, in_dim, cfg.num_experts, cfg.gate_hidden, rngs=rngs
+            1 if self.one_gate else T, in_features, opts.num_experts, opts.gate_hidden, rngs=rngs
         )
-        self.towers = Towers(
-            T,
-            self.experts.out_features,
-            cfg.tower_hidden,
-            activation=cfg.tower_activation,
-            dropout=cfg.dropout,
-            rngs=rngs,
-        )
+        return self.experts.out_features
 
-    def __call__(self, batch, *, train: bool, key: jax.Array | None = None):
-        x = self.inputs(batch)["flat"]  # [B, I]
+    def run_bottom(self, batch, inputs, out, *, train, key):
+        x = inputs["flat"]  # [B, I]
         experts = self.experts(x, train=train, key=key)  # [B, E, H]
         gates = self.gates(x, train=train)  # [B, G, E]
-        gates = jnp.broadcast_to(gates, (x.shape[0], self.num_tasks, gates.shape[-1]))
-        mixed = jnp.einsum("bte,beh->bth", gates.astype(experts.dtype), experts)  # [B, T, H]
-        logits = self.towers(mixed, train=train, key=key)  # [B, T]
-        return {"logits": logits, "gates": gates}
+        out["gates"] = jnp.broadcast_to(gates, (x.shape[0], self.num_tasks, gates.shape[-1]))
+        return jnp.einsum("bte,beh->bth", out["gates"].astype(experts.dtype), experts)  # [B, T, H]
 
 
 @register("mmoe")

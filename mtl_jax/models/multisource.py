@@ -113,8 +113,6 @@ class SourceDiscriminator(nnx.Module):
         objective: str = "reversal",
         rngs: nnx.Rngs,
     ):
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.hidden = StackedMLP(1, in_features, hidden, activation="relu", rngs=rngs)
         self.out = StackedLinear(1, self.hidden.out_features, num_sources, rngs=rngs)
         self.adversarial_weight = adversarial_weight

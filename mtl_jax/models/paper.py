@@ -9,7 +9,7 @@ name                  fixed options                                  paper
 ===================== ============================================== ===========================
 ``coarse_attention``  gate_type=coarse_attention                     3.1, ``attention_gates.py``
 ``fine_attention``    gate_type=fine_attention                       3.2, ``attention_gates.py``
-``boost_experts``     expert_mode=boost                              3.3, ``boost.py``
+``boost_experts``     expert_mode=boost                              3.3, ``boost_experts.py``
 ``expert_attention``  expert_interaction=self_attention              3.4, ``expert_attention.py``
 ``feature_attention`` feature_attention=True                         3.4, ``feature_attention.py``
 ``sequence_mmoe``     use_sequence=True                              3.5, ``din.py``
@@ -42,8 +42,9 @@ Config keys (``config.model``, with defaults): ``gate_type`` (``softmax``), ``ex
 ``adversarial_objective`` (``reversal``; or ``confusion``, see ``multisource.py``), besides
 MMoE's ``embed_dim``, ``num_experts``, ``expert_hidden``, ``gate_hidden`` (the softmax gates'
 layers only; the attention gates' are ``attention_gate_hidden``), ``tower_hidden``,
-``expert_activation``, ``tower_activation`` and ``dropout``. These keys are checked here, when
-the model is built; each error names its key.
+``expert_activation``, ``tower_activation`` and ``dropout``. ``PaperMMoE.read_options`` reads
+and checks them (``OPTIONS``), when the model is built and, before that, in
+``mtl_jax.config_check``; each error names its key.
 
 Choices where the paper does not say (the per-part choices are in each part's module docstring):
 
@@ -65,228 +66,246 @@ reversal) and ``aux_metrics`` ``{"disc_loss", "disc_accuracy"}``; with a sequenc
 
 from __future__ import annotations
 
-import jax
+import dataclasses
+import functools
+
 import jax.numpy as jnp
 from flax import nnx
 
+from mtl_jax.models.assembly import Assembly, fold
 from mtl_jax.models.attention_gates import GATE_NORMS, CoarseAttentionGates, FineAttentionGates
-from mtl_jax.models.boost import BoostingExperts
+from mtl_jax.models.boost_experts import BOOST_ACTIVATIONS, BoostExpertBank
 from mtl_jax.models.din import DIN_ACTIVATIONS, TIME_FEATURES, WEIGHT_NORMS, SequenceInterest
-from mtl_jax.models.embedding import InputLayer
-from mtl_jax.models.expert_attention import COMBINES, ExpertInteraction
+from mtl_jax.models.embedding import InputLayer, field_dims
+from mtl_jax.models.expert_attention import COMBINES, ExpertAttentionLayer
 from mtl_jax.models.experts import ExpertBank
-from mtl_jax.models.feature_attention import FeatureSelfAttention
+from mtl_jax.models.feature_attention import FeatureAttentionLayer
 from mtl_jax.models.gates import SoftmaxGates
 from mtl_jax.models.multisource import OBJECTIVES, FeatureSpaceMapping, SourceDiscriminator
+from mtl_jax.models.options import ModelOptions, choice, flag, number, positive_int, widths
 from mtl_jax.models.registry import register
-from mtl_jax.models.towers import Towers
 
 GATE_TYPES = ("softmax", "coarse_attention", "fine_attention")
 EXPERT_MODES = ("parallel", "boost")
 INTERACTIONS = ("none", "self_attention")
 
-DEFAULTS = dict(
-    gate_type="softmax",
-    expert_mode="parallel",
-    expert_interaction="none",
-    interaction_combine="product",
-    feature_attention=False,
-    use_sequence=False,
-    multisource=False,
-    attention_heads=4,
-    attention_gate_hidden=(),
-    attention_gate_norm="softmax_scaled",
-    time_embedding_dim=8,
-    location_embedding_dim=8,
-    time_scale=7.0,
-    time_features="stabilised",
-    din_hidden=(36,),
-    din_activation="sigmoid",
-    din_weight_norm="softmax",
-    shared_dim=128,
-    mapping_hidden=(),
-    discriminator_hidden=(64,),
-    adversarial_weight=0.1,
-    adversarial_objective="reversal",
+
+def _one_of(allowed: tuple[str, ...]):
+    return functools.partial(choice, allowed=allowed)
+
+
+# The paper's keys of config.model: key → (default, read(value, key) → the checked value).
+OPTIONS = dict(
+    gate_type=("softmax", _one_of(GATE_TYPES)),
+    expert_mode=("parallel", _one_of(EXPERT_MODES)),
+    expert_interaction=("none", _one_of(INTERACTIONS)),
+    interaction_combine=("product", _one_of(COMBINES)),
+    feature_attention=(False, flag),
+    use_sequence=(False, flag),
+    multisource=(False, flag),
+    attention_heads=(4, positive_int),
+    attention_gate_hidden=((), widths),
+    attention_gate_norm=("softmax_scaled", _one_of(GATE_NORMS)),
+    time_embedding_dim=(8, positive_int),
+    location_embedding_dim=(8, positive_int),
+    time_scale=(7.0, functools.partial(number, positive=True)),
+    time_features=("stabilised", _one_of(TIME_FEATURES)),
+    din_hidden=((36,), widths),
+    din_activation=("sigmoid", _one_of(DIN_ACTIVATIONS)),
+    din_weight_norm=("softmax", _one_of(WEIGHT_NORMS)),
+    shared_dim=(128, positive_int),
+    mapping_hidden=((), widths),
+    discriminator_hidden=((64,), widths),
+    adversarial_weight=(0.1, number),
+    adversarial_objective=("reversal", _one_of(OBJECTIVES)),
 )
 
 
-def _choice(opts: dict, key: str, allowed) -> str:
-    if opts[key] not in allowed:
-        raise ValueError(f"config.model.{key} must be one of {allowed}, got {opts[key]!r}")
-    return opts[key]
+@dataclasses.dataclass(frozen=True)
+class PaperOptions(ModelOptions):
+    """``ModelOptions`` plus the paper's keys (``OPTIONS``), checked."""
+
+    gate_type: str
+    expert_mode: str
+    expert_interaction: str
+    interaction_combine: str
+    feature_attention: bool
+    use_sequence: bool
+    multisource: bool
+    attention_heads: int
+    attention_gate_hidden: tuple[int, ...]
+    attention_gate_norm: str
+    time_embedding_dim: int
+    location_embedding_dim: int
+    time_scale: float
+    time_features: str
+    din_hidden: tuple[int, ...]
+    din_activation: str
+    din_weight_norm: str
+    shared_dim: int
+    mapping_hidden: tuple[int, ...]
+    discriminator_hidden: tuple[int, ...]
+    adversarial_weight: float
+    adversarial_objective: str
 
 
-def _flag(opts: dict, key: str) -> bool:
-    if not isinstance(opts[key], bool):
-        raise ValueError(f"config.model.{key} must be True or False, got {opts[key]!r}")
-    return opts[key]
-
-
-def _positive_int(opts: dict, key: str) -> int:
-    v = opts[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"config.model.{key} must be a positive integer, got {v!r}")
-    return v
-
-
-def _widths(opts: dict, key: str) -> tuple[int, ...]:
-    v = opts[key]
-    if not isinstance(v, (tuple, list)) or any(
-        not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in v
-    ):
-        raise ValueError(f"config.model.{key} must be a list of positive widths, got {v!r}")
-    return tuple(v)
-
-
-def _non_negative(opts: dict, key: str) -> float:
-    v = opts[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-        raise ValueError(f"config.model.{key} must be a number >= 0, got {v!r}")
-    return float(v)
-
-
-def _positive_number(opts: dict, key: str) -> float:
-    v = opts[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise ValueError(f"config.model.{key} must be a number > 0, got {v!r}")
-    return float(v)
-
-
-def resolve_options(cfg, name: str, fixed: dict) -> dict:
-    """The paper options of ``config.model``: defaults, then the config, then ``fixed``."""
-    opts = {key: cfg.get(key, default) for key, default in DEFAULTS.items()}
+def _read_paper_options(cfg, fixed: dict) -> PaperOptions:
+    """Defaults, then ``cfg`` (``config.model``), then ``fixed`` (the registered name's)."""
+    opts = ModelOptions.read(cfg)
+    values = {key: cfg.get(key, default) for key, (default, _) in OPTIONS.items()}
     for key, value in fixed.items():
         if key in cfg and cfg[key] != value:
             raise ValueError(
-                f"config.model.{key}={cfg[key]!r} conflicts with config.model.name={name!r}, which "
-                f"fixes {key}={value!r}; use config.model.name='paper_mmoe' to combine options"
+                f"config.model.{key}={cfg[key]!r} conflicts with config.model.name={cfg.name!r}, "
+                f"which fixes {key}={value!r}; use config.model.name='paper_mmoe' to combine "
+                "options"
             )
-        opts[key] = value
-    return opts
+        values[key] = value
+    return opts.extend(
+        PaperOptions,
+        **{key: read(values[key], f"config.model.{key}") for key, (_, read) in OPTIONS.items()},
+    )
+
+
+def _check_inputs(opts: PaperOptions, schema) -> None:
+    """The options that need something of the data."""
+    if opts.use_sequence and schema.sequence is None:
+        raise ValueError(
+            "config.model.use_sequence=True needs a behaviour sequence, but the data has none "
+            "(set config.data.synthetic.sequence=True)"
+        )
+    if opts.feature_attention:
+        dims = field_dims(schema, opts.embed_dim)
+        if len(set(dims)) != 1:
+            raise ValueError(
+                "config.model.feature_attention=True needs every categorical field to have the "
+                f"same embedding width, but the schema's widths are {sorted(set(dims))}"
+            )
+        if dims[0] % opts.attention_heads:
+            raise ValueError(
+                f"config.model.attention_heads={opts.attention_heads} must divide the field "
+                f"embedding width config.model.embed_dim={dims[0]} when "
+                "config.model.feature_attention is set"
+            )
+
+
+def _check_mixture(opts: PaperOptions) -> None:
+    """The options of the experts and the gates that depend on one another."""
+    width = opts.expert_hidden[-1]
+    if opts.expert_interaction == "self_attention" and width % opts.attention_heads:
+        raise ValueError(
+            f"config.model.attention_heads={opts.attention_heads} must divide the experts' output "
+            f"width config.model.expert_hidden[-1]={width}"
+        )
+    if opts.expert_mode == "boost" and opts.expert_activation not in BOOST_ACTIVATIONS:
+        raise ValueError(
+            f"config.model.expert_activation must be one of {BOOST_ACTIVATIONS} with "
+            f"config.model.expert_mode='boost', got {opts.expert_activation!r}"
+        )
+    if opts.gate_type != "softmax" and opts.gate_hidden:
+        raise ValueError(
+            f"config.model.gate_hidden={opts.gate_hidden} sizes the softmax gates, which "
+            f"gate_type={opts.gate_type!r} does not have; the attention gates' layers are "
+            "config.model.attention_gate_hidden"
+        )
 
 
 @register("paper_mmoe")
-class PaperMMoE(nnx.Module):
+class PaperMMoE(Assembly):
     """MMoE with the paper's options (see the module docstring)."""
 
     fixed: dict = {}
 
-    def __init__(self, schema, cfg, *, rngs: nnx.Rngs):
-        opts = resolve_options(cfg, cfg.get("name", "paper_mmoe"), self.fixed)
-        self.gate_type = _choice(opts, "gate_type", GATE_TYPES)
-        self.expert_mode = _choice(opts, "expert_mode", EXPERT_MODES)
-        self.expert_interaction = _choice(opts, "expert_interaction", INTERACTIONS)
-        combine = _choice(opts, "interaction_combine", COMBINES)
-        self.feature_attention = _flag(opts, "feature_attention")
-        self.use_sequence = _flag(opts, "use_sequence")
-        self.multisource = _flag(opts, "multisource")
-        heads = _positive_int(opts, "attention_heads")
-        T, E, H = schema.num_tasks, cfg.num_experts, cfg.expert_hidden[-1]
-        self.num_tasks = T
+    @classmethod
+    def read_options(cls, cfg, schema) -> PaperOptions:
+        opts = _read_paper_options(cfg, cls.fixed)
+        _check_inputs(opts, schema)
+        _check_mixture(opts)
+        return opts
 
-        if self.use_sequence and schema.sequence is None:
-            raise ValueError(
-                "config.model.use_sequence=True needs a behaviour sequence, but the data has none "
-                "(set config.data.synthetic.sequence=True)"
+    def build_inputs(self, schema, opts: PaperOptions, *, rngs: nnx.Rngs) -> InputLayer:
+        return InputLayer(schema, opts.embed_dim, use_sequence=opts.use_sequence, rngs=rngs)
+
+    def build_bottom(self, schema, opts: PaperOptions, in_features: int, *, rngs: nnx.Rngs) -> int:
+        self.num_tasks = schema.num_tasks
+        self.gate_type = opts.gate_type
+        self.expert_interaction = opts.expert_interaction
+        self.feature_attention = opts.feature_attention
+        self.use_sequence = opts.use_sequence
+        self.multisource = opts.multisource
+        in_features = self._build_expert_input(schema, opts, in_features, rngs=rngs)
+        return self._build_mixture(schema, opts, in_features, rngs=rngs)
+
+    def _build_expert_input(self, schema, opts: PaperOptions, in_features: int, *, rngs) -> int:
+        """Feature attention, the sequence's interest, the source mapping; the experts' width I."""
+        if opts.feature_attention:
+            self.field_attention = FeatureAttentionLayer(
+                self.inputs.field_dims[0], opts.attention_heads, rngs=rngs
             )
-        self.inputs = InputLayer(schema, cfg.embed_dim, use_sequence=self.use_sequence, rngs=rngs)
-        in_dim = self.inputs.flat_dim
-
-        if self.feature_attention:
-            if not self.inputs.uniform:
-                raise ValueError(
-                    "config.model.feature_attention=True needs every categorical field to have "
-                    f"the same embedding width, but the schema's widths are "
-                    f"{sorted(set(self.inputs.field_dims))}"
-                )
-            self.field_attention = FeatureSelfAttention(self.inputs.field_dims[0], heads, rngs=rngs)
-
-        if self.use_sequence:
-            seq = schema.sequence
+        if opts.use_sequence:
             self.din = SequenceInterest(
                 self.inputs.item_dim,
-                seq.num_locations,
-                time_dim=_positive_int(opts, "time_embedding_dim"),
-                location_dim=_positive_int(opts, "location_embedding_dim"),
-                hidden=_widths(opts, "din_hidden"),
-                activation=_choice(opts, "din_activation", DIN_ACTIVATIONS),
-                time_scale=_positive_number(opts, "time_scale"),
-                weight_norm=_choice(opts, "din_weight_norm", WEIGHT_NORMS),
-                time_kind=_choice(opts, "time_features", TIME_FEATURES),
+                schema.sequence.num_locations,
+                time_dim=opts.time_embedding_dim,
+                location_dim=opts.location_embedding_dim,
+                hidden=opts.din_hidden,
+                activation=opts.din_activation,
+                time_scale=opts.time_scale,
+                weight_norm=opts.din_weight_norm,
+                time_kind=opts.time_features,
                 rngs=rngs,
             )
-            in_dim += self.din.out_features
-
-        if self.multisource:  # one source: one shared map, an inert discriminator (docstring)
-            shared_dim = _positive_int(opts, "shared_dim")
+            in_features += self.din.out_features
+        if opts.multisource:  # one source: one shared map, an inert discriminator (docstring)
             self.mapping = FeatureSpaceMapping(
-                schema.num_sources,
-                in_dim,
-                shared_dim,
-                _widths(opts, "mapping_hidden"),
-                rngs=rngs,
+                schema.num_sources, in_features, opts.shared_dim, opts.mapping_hidden, rngs=rngs
             )
             self.discriminator = SourceDiscriminator(
                 schema.num_sources,
-                shared_dim,
-                _widths(opts, "discriminator_hidden"),
-                adversarial_weight=_non_negative(opts, "adversarial_weight"),
-                objective=_choice(opts, "adversarial_objective", OBJECTIVES),
+                opts.shared_dim,
+                opts.discriminator_hidden,
+                adversarial_weight=opts.adversarial_weight,
+                objective=opts.adversarial_objective,
                 rngs=rngs,
             )
-            in_dim = shared_dim
+            in_features = opts.shared_dim
+        return in_features
 
-        expert_cls = BoostingExperts if self.expert_mode == "boost" else ExpertBank
+    def _build_mixture(self, schema, opts: PaperOptions, in_features: int, *, rngs) -> int:
+        """The experts, their interaction and the gates; returns the experts' width H."""
+        T, E, H = schema.num_tasks, opts.num_experts, opts.expert_hidden[-1]
+        expert_cls = BoostExpertBank if opts.expert_mode == "boost" else ExpertBank
         self.experts = expert_cls(
             E,
-            in_dim,
-            cfg.expert_hidden,
-            activation=cfg.expert_activation,
-            dropout=cfg.dropout,
+            in_features,
+            opts.expert_hidden,
+            activation=opts.expert_activation,
+            dropout=opts.dropout,
             rngs=rngs,
         )
-        if self.expert_interaction == "self_attention":
-            self.interaction = ExpertInteraction(H, heads, combine, rngs=rngs)
-        if self.gate_type == "softmax":
-            self.gates = SoftmaxGates(T, in_dim, E, cfg.gate_hidden, rngs=rngs)
+        if opts.expert_interaction == "self_attention":
+            self.interaction = ExpertAttentionLayer(
+                H, opts.attention_heads, opts.interaction_combine, rngs=rngs
+            )
+        if opts.gate_type == "softmax":
+            self.gates = SoftmaxGates(T, in_features, E, opts.gate_hidden, rngs=rngs)
         else:
-            if tuple(cfg.gate_hidden):
-                raise ValueError(
-                    f"config.model.gate_hidden={tuple(cfg.gate_hidden)} sizes the softmax gates, "
-                    f"which gate_type={self.gate_type!r} does not have; the attention gates' "
-                    "layers are config.model.attention_gate_hidden"
-                )
             gate_cls = (
-                CoarseAttentionGates if self.gate_type == "coarse_attention" else FineAttentionGates
+                CoarseAttentionGates if opts.gate_type == "coarse_attention" else FineAttentionGates
             )
             self.gates = gate_cls(
-                T,
-                E,
-                H,
-                _widths(opts, "attention_gate_hidden"),
-                norm=_choice(opts, "attention_gate_norm", GATE_NORMS),
-                rngs=rngs,
+                T, E, H, opts.attention_gate_hidden, norm=opts.attention_gate_norm, rngs=rngs
             )
-        self.towers = Towers(
-            T,
-            H,
-            cfg.tower_hidden,
-            activation=cfg.tower_activation,
-            dropout=cfg.dropout,
-            rngs=rngs,
-        )
+        return H
 
-    def __call__(self, batch, *, train: bool, key: jax.Array | None = None) -> dict:
-        inp = self.inputs(batch)
-        out: dict = {}
+    def _expert_input(self, batch, inputs: dict, out: dict, *, train: bool):
         if self.feature_attention:
-            fields, _ = self.field_attention(inp["fields"])  # [B, F, D]
-            x = jnp.concatenate([fields.reshape(fields.shape[0], -1), inp["dense"]], axis=-1)
+            fields, _ = self.field_attention(inputs["fields"])  # [B, F, D]
+            x = jnp.concatenate([fields.reshape(fields.shape[0], -1), inputs["dense"]], axis=-1)
         else:
-            x = inp["flat"]  # [B, ΣD+N]
+            x = inputs["flat"]  # [B, ΣD+N]
         if self.use_sequence:
-            interest, out["seq_weights"] = self.din(inp, train=train)  # [B, D'], [B, L]
+            interest, out["seq_weights"] = self.din(inputs, train=train)  # [B, D'], [B, L]
             x = jnp.concatenate([x, interest], axis=-1)  # [B, I]
         if self.multisource:
             source = batch["source"]  # [B]
@@ -294,8 +313,11 @@ class PaperMMoE(nnx.Module):
             out["aux_loss"], out["aux_metrics"] = self.discriminator(
                 x, source, train=train, valid=batch.get("valid")
             )
-        ekey = None if key is None else jax.random.fold_in(key, 1)
-        experts = self.experts(x, train=train, key=ekey)  # [B, E, H]
+        return x
+
+    def run_bottom(self, batch, inputs, out, *, train, key):
+        x = self._expert_input(batch, inputs, out, train=train)  # [B, I]
+        experts = self.experts(x, train=train, key=fold(key, 1))  # [B, E, H]
         if self.expert_interaction == "self_attention":
             experts, _ = self.interaction(experts)  # [B, E, H]
         if self.gate_type == "softmax":
@@ -305,10 +327,11 @@ class PaperMMoE(nnx.Module):
             mixed, gates = self.gates(experts)  # [B, T, H], [B, T, E]
         else:
             mixed, gates, out["fine_gates"] = self.gates(experts)  # ..., [B, T, E, H]
-        tkey = None if key is None else jax.random.fold_in(key, 2)
-        out["logits"] = self.towers(mixed, train=train, key=tkey)  # [B, T]
         out["gates"] = gates
-        return out
+        return mixed
+
+    def tower_key(self, key):
+        return fold(key, 2)
 
 
 @register("coarse_attention")

@@ -23,24 +23,28 @@ Config keys (``config.model``): ``num_specific_experts`` (per task, >= 1), ``num
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.embedding import InputLayer
+from mtl_jax.models.assembly import Assembly, fold
 from mtl_jax.models.gates import SoftmaxGates
 from mtl_jax.models.layers import StackedMLP
+from mtl_jax.models.options import ModelOptions, positive_int, required
 from mtl_jax.models.registry import register
-from mtl_jax.models.towers import Towers
 
 
-def _positive(cfg, key: str, model: str) -> int:
-    if key not in cfg:
-        raise ValueError(f"config.model.{key} is not set; model {model!r} needs it")
-    value = cfg[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"config.model.{key} must be a positive integer, got {value!r}")
-    return value
+def _count(cfg, key: str) -> int:
+    return positive_int(required(cfg, key), f"config.model.{key}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PLEOptions(ModelOptions):
+    num_levels: int
+    num_specific_experts: int
+    num_shared_experts: int
 
 
 class ExtractionLevel(nnx.Module):
@@ -135,72 +139,66 @@ class ExtractionLevel(nnx.Module):
         return task_out, shared_out, gates
 
 
-class _ProgressiveLayeredExtraction(nnx.Module):
-    model_name = "ple"
+class _ProgressiveLayeredExtraction(Assembly):
+    @classmethod
+    def read_options(cls, cfg, schema) -> PLEOptions:
+        opts = ModelOptions.read(cfg)
+        return opts.extend(
+            PLEOptions,
+            num_levels=cls._num_levels(cfg),
+            num_specific_experts=_count(cfg, "num_specific_experts"),
+            num_shared_experts=_count(cfg, "num_shared_experts"),
+        )
 
-    def _num_levels(self, cfg) -> int:
-        return _positive(cfg, "num_levels", self.model_name)
+    @classmethod
+    def _num_levels(cls, cfg) -> int:
+        return _count(cfg, "num_levels")
 
-    def __init__(self, schema, cfg, *, rngs: nnx.Rngs):
-        T = schema.num_tasks
-        num_levels = self._num_levels(cfg)
-        num_specific = _positive(cfg, "num_specific_experts", self.model_name)
-        num_shared = _positive(cfg, "num_shared_experts", self.model_name)
-        self.inputs = InputLayer(schema, cfg.embed_dim, rngs=rngs)
+    def build_bottom(self, schema, opts: PLEOptions, in_features: int, *, rngs: nnx.Rngs) -> int:
         levels = []
-        in_features = self.inputs.flat_dim
-        for level in range(num_levels):
+        for level in range(opts.num_levels):
             levels.append(
                 ExtractionLevel(
-                    T,
-                    num_specific,
-                    num_shared,
+                    schema.num_tasks,
+                    opts.num_specific_experts,
+                    opts.num_shared_experts,
                     in_features,
-                    cfg.expert_hidden,
-                    gate_hidden=cfg.gate_hidden,
-                    shared_gate=level < num_levels - 1,  # the last level feeds only towers
-                    activation=cfg.expert_activation,
-                    dropout=cfg.dropout,
+                    opts.expert_hidden,
+                    gate_hidden=opts.gate_hidden,
+                    shared_gate=level < opts.num_levels - 1,  # the last level feeds only towers
+                    activation=opts.expert_activation,
+                    dropout=opts.dropout,
                     rngs=rngs,
                 )
             )
             in_features = levels[-1].out_features
         self.levels = nnx.List(levels)
-        self.towers = Towers(
-            T,
-            in_features,
-            cfg.tower_hidden,
-            activation=cfg.tower_activation,
-            dropout=cfg.dropout,
-            rngs=rngs,
-        )
+        return in_features
 
-    def __call__(self, batch, *, train: bool, key: jax.Array | None = None):
-        x = self.inputs(batch)["flat"]  # [B, I]
+    def run_bottom(self, batch, inputs, out, *, train, key):
+        x = inputs["flat"]  # [B, I]
         task_in, shared_in = x, x  # the first level reads the embedding everywhere
-        gates = None
         for i, level in enumerate(self.levels):
-            level_key = None if key is None else jax.random.fold_in(key, i)
-            task_in, shared_in, gates = level(task_in, shared_in, train=train, key=level_key)
-        tower_key = None if key is None else jax.random.fold_in(key, len(self.levels))
-        logits = self.towers(task_in, train=train, key=tower_key)  # [B, T]
-        return {"logits": logits, "gates": gates}  # gates: [B, T, Ks + Kh], last level
+            task_in, shared_in, out["gates"] = level(
+                task_in, shared_in, train=train, key=fold(key, i)
+            )
+        return task_in  # [B, T, H]; out["gates"]: [B, T, Ks + Kh], the last level's
+
+    def tower_key(self, key):
+        return fold(key, len(self.levels))
 
 
 @register("ple")
 class PLE(_ProgressiveLayeredExtraction):
     """PLE: ``config.model.num_levels`` extraction levels (CGC is ``num_levels = 1``)."""
 
-    model_name = "ple"
-
 
 @register("cgc")
 class CGC(_ProgressiveLayeredExtraction):
     """CGC: one extraction level (PLE with ``num_levels = 1``; no shared gate)."""
 
-    model_name = "cgc"
-
-    def _num_levels(self, cfg) -> int:
+    @classmethod
+    def _num_levels(cls, cfg) -> int:
         if cfg.get("num_levels", 1) != 1:
             raise ValueError(
                 f"config.model.num_levels must be 1 for model 'cgc' (one extraction level), got "

@@ -29,13 +29,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.experts import check_expert_shape
 from mtl_jax.models.layers import StackedMLP
 
 BOOST_ACTIVATIONS = ("relu", "prelu", "none")
 
 
-class BoostingExperts(nnx.Module):
+class BoostExpertBank(nnx.Module):
     """E experts in a chain over one shared input: ``[B, I] → [B, E, H]``.
 
     Args:
@@ -57,12 +56,6 @@ class BoostingExperts(nnx.Module):
         dropout: float = 0.0,
         rngs: nnx.Rngs,
     ):
-        check_expert_shape(num_experts, hidden)
-        if activation not in BOOST_ACTIVATIONS:
-            raise ValueError(
-                f"config.model.expert_activation must be one of {BOOST_ACTIVATIONS} with "
-                f"config.model.expert_mode='boost', got {activation!r}"
-            )
         self.out_features = hidden[-1]
         # Expert i's first layer reads [x, expert_{i-1}] (I + H rows); parameters stay stacked.
         self.mlp = StackedMLP(
@@ -81,7 +74,7 @@ class BoostingExperts(nnx.Module):
     def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
         E, n_in, H = self.num_experts, self.in_features, self.out_features
         if train and self.dropout > 0.0 and key is None:
-            raise ValueError("BoostingExperts: dropout > 0 needs a `key` while training")
+            raise ValueError("BoostExpertBank: dropout > 0 needs a `key` while training")
         dt = x.dtype
         kernels = [layer.kernel[...].astype(dt) for layer in self.mlp.layers]  # [E, in, out] each
         biases = [layer.bias[...].astype(dt) for layer in self.mlp.layers]  # [E, out] each
