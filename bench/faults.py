@@ -137,23 +137,18 @@ def state_digests(workdir: str) -> tuple[str, str, int]:
     import ml_collections
     import numpy as np
 
-    from mtl_jax import loop, optim, sharding
+    from mtl_jax import loop
     from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
     from mtl_jax.data import loading, pipeline
-    from mtl_jax.state import abstract_train_state
+    from mtl_jax.state import layout
 
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     schema, splits = loading.load(config.data)
-    tx = optim.make_optimizer(config, loop.total_steps(config, pipeline.num_rows(splits["train"])))
-    abstract = abstract_train_state(
-        schema, config.model, tx, config.seed, config.loss.get("weighting", "static")
-    )
-    mesh = sharding.make_mesh(config.mesh)
-    shardings = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
+    run = layout(config, schema, loop.total_steps(config, pipeline.num_rows(splits["train"])))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     step = ckpt.latest_step()
-    state = jax.device_get(ckpt.restore(step, abstract_with_sharding(abstract, shardings)))
+    state = jax.device_get(ckpt.restore(step, abstract_with_sharding(run.abstract, run.sharding)))
     ckpt.close()
 
     def digest(tree) -> str:

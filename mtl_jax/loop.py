@@ -17,12 +17,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mtl_jax import config_check, eval_report, optim, resume, sharding, steps, touched_rows
+from mtl_jax import config_check, eval_report, resume, sharding, steps, touched_rows
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.cli import UserError
 from mtl_jax.data import loading, pipeline
 from mtl_jax.logs import MetricWriter, progress, write_atomic
-from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
+from mtl_jax.state import create_train_state, init_model, layout
 
 
 class NonFiniteLossError(FloatingPointError, UserError):
@@ -113,19 +113,12 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     """
     schema, splits, preprocessing = loading.load_with_preprocessing(config.data)
     config_check.validate(config, schema)
-    mesh = sharding.make_mesh(config.mesh)
-    sharding.check_batch_size(config.batch_size, mesh)
-    sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
     n_train = pipeline.num_rows(splits["train"])
     num_steps = total_steps(config, n_train)
-
-    tx = optim.make_optimizer(config, num_steps)
-    graphdef, abstract_params, abstract_model_state = abstract_model(
-        schema, config.model, config.seed
-    )
+    mesh, graphdef, tx, abstract_state, state_sh = layout(config, schema, num_steps)
+    sharding.check_batch_size(config.batch_size, mesh)
+    sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
     weighting_kind = config.loss.get("weighting", "static")
-    abstract_state = abstract_train_state(schema, config.model, tx, config.seed, weighting_kind)
-    state_sh = sharding.state_sharding(abstract_state, mesh, sharding.sharding_rules(config.mesh))
     # Initialised inside jit straight onto its shardings: a row-sharded table is never whole on
     # one device.
     state = jax.jit(
@@ -145,7 +138,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         process_count=jax.process_count(),
         prefetch=config.prefetch,
         transform=touched_rows.host_transform(
-            graphdef, abstract_params, abstract_model_state, sparse=tx.sparse
+            graphdef, abstract_state.params, abstract_state.model_state, sparse=tx.sparse
         ),
     )
     train_iter = iter(train_batches)

@@ -15,12 +15,12 @@ import os
 import jax
 import ml_collections
 
-from mtl_jax import loop, optim, sharding
+from mtl_jax import loop, sharding
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding, failure_reason
 from mtl_jax.cli import UserError
 from mtl_jax.data.preprocessing import Preprocessing
 from mtl_jax.data.schema import Schema
-from mtl_jax.state import abstract_model, abstract_train_state
+from mtl_jax.state import layout
 
 
 @dataclasses.dataclass
@@ -103,17 +103,12 @@ def restore_run(workdir: str, step: int | None = None) -> Run:
             if os.path.isfile(prep_path)
             else None
         )
-        mesh = sharding.make_mesh(config.mesh)
-        graphdef, _, _ = abstract_model(schema, config.model, config.seed)
         # The checkpoint is one tree, optimizer state included, so the whole state is restored;
         # its structure does not depend on the schedule's length, which is all ``step`` sets.
-        tx = optim.make_optimizer(config, max(step, 1))
-        abstract = abstract_train_state(
-            schema, config.model, tx, config.seed, config.loss.get("weighting", "static")
-        )
-        state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
+        run = layout(config, schema, max(step, 1))
+        mesh, graphdef, state_sh = run.mesh, run.graphdef, run.sharding
         try:
-            state = ckpt.restore(step, abstract_with_sharding(abstract, state_sh))
+            state = ckpt.restore(step, abstract_with_sharding(run.abstract, state_sh))
         except Exception as e:
             raise unusable(e) from e
     finally:

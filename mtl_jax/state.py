@@ -13,13 +13,13 @@ split them off before merging the model.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax import models, weighting
+from mtl_jax import models, optim, sharding, weighting
 
 
 @jax.tree_util.register_dataclass
@@ -78,6 +78,30 @@ def abstract_train_state(
         return create_train_state(params, model_state, tx)
 
     return jax.eval_shape(build)
+
+
+class Layout(NamedTuple):
+    """What a run's state will look like, before any of it is allocated: built the same way by
+    training (``loop.train_and_evaluate``) and by restoring (``restore.restore_run``)."""
+
+    mesh: jax.sharding.Mesh
+    graphdef: nnx.GraphDef
+    tx: optim.Optimizer
+    abstract: TrainState  # shapes and dtypes
+    sharding: TrainState  # a NamedSharding per leaf
+
+
+def layout(config, schema, num_steps: int) -> Layout:
+    """The mesh, model graph, optimizer (its schedule ``num_steps`` long), abstract state and
+    state sharding of ``config`` on data of ``schema``."""
+    mesh = sharding.make_mesh(config.mesh)
+    graphdef, _, _ = abstract_model(schema, config.model, config.seed)
+    tx = optim.make_optimizer(config, num_steps)
+    abstract = abstract_train_state(
+        schema, config.model, tx, config.seed, config.loss.get("weighting", "static")
+    )
+    state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
+    return Layout(mesh, graphdef, tx, abstract, state_sh)
 
 
 def count_params(params: dict) -> int:

@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 
 from configs import common
-from mtl_jax import loop, optim, sharding
+from mtl_jax import loop, sharding
 from mtl_jax.data import loading, pipeline
-from mtl_jax.state import abstract_model, abstract_train_state, create_train_state, init_model
+from mtl_jax.state import create_train_state, init_model, layout
 
 
 def _train(shard: bool, num_steps: int = 6):
     config = common.get_base_config("runlocal")
     config.mesh.shard_embeddings = shard
     schema, splits = loading.load(config.data)
-    mesh = sharding.make_mesh(config.mesh)
-    tx = optim.make_optimizer(config, num_steps)
-    graphdef, _, _ = abstract_model(schema, config.model, config.seed)
-    abstract = abstract_train_state(schema, config.model, tx, config.seed)
-    state_sh = sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
+    mesh, graphdef, tx, _, state_sh = layout(config, schema, num_steps)
     state = jax.jit(
         lambda: create_train_state(*init_model(schema, config.model, config.seed)[1:], tx),
         out_shardings=state_sh,

@@ -15,7 +15,7 @@ from configs import common
 from mtl_jax import loop, optim, sharding, steps
 from mtl_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mtl_jax.data import loading, pipeline
-from mtl_jax.state import abstract_train_state
+from mtl_jax.state import abstract_train_state, layout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,19 +33,10 @@ def runlocal(model="mmoe", **overrides):
 
 def restore_state(workdir, config, step=None):
     schema, splits = loading.load(config.data)
-    mesh = sharding.make_mesh(config.mesh)
-    tx = optim.make_optimizer(config, loop.total_steps(config, len(splits["train"]["labels"])))
-    abstract = abstract_train_state(
-        schema, config.model, tx, config.seed, config.loss.get("weighting", "static")
-    )
+    run = layout(config, schema, loop.total_steps(config, len(splits["train"]["labels"])))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     step = ckpt.latest_step() if step is None else step
-    state = ckpt.restore(
-        step,
-        abstract_with_sharding(
-            abstract, sharding.state_sharding(abstract, mesh, sharding.sharding_rules(config.mesh))
-        ),
-    )
+    state = ckpt.restore(step, abstract_with_sharding(run.abstract, run.sharding))
     ckpt.close()
     return jax.device_get(state)
 
