@@ -194,12 +194,7 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
             changed=changes.get("changed"),
             outside=changes.get("outside"),
         )
-        write_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
-        write_atomic(os.path.join(workdir, "schema.json"), schema.to_json())
-        if os.path.exists(final_path):  # from a shorter run this one extends
-            os.remove(final_path)
-        if preprocessing is not None:  # how raw rows became these columns (for predict)
-            write_atomic(os.path.join(workdir, "preprocessing.json"), preprocessing.to_json())
+        _write_run_files(workdir, config, schema, preprocessing)
 
     regression = tuple(schema.is_regression(k) for k in range(schema.num_tasks))
     train_step = jit_train_step(graphdef, tx, config, state_sh, batch_sh, regression)
@@ -253,10 +248,8 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
                 or last
                 or step % config.checkpoint_every_steps == 0
             ):
-                host = _check_finite(window, schema, ckpt.latest_step())
-                dt = time.perf_counter() - t0
-                summary = _summarise(host, schema)
-                summary["examples_per_sec"] = rows_in_window / max(dt, 1e-9)
+                summary = _summarise(_check_finite(window, schema, ckpt.latest_step()), schema)
+                summary["examples_per_sec"] = rows_in_window / max(time.perf_counter() - t0, 1e-9)
                 writer.write(step, "train", summary)
                 bar.set_postfix(
                     loss=f"{summary['loss']:.4f}", ex_s=f"{summary['examples_per_sec']:.0f}"
@@ -275,20 +268,38 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
         ckpt.close()
         train_iter.close()  # stops the prefetch thread before interpreter shutdown
     final = {split: evaluate(split, num_steps) for split in ("val", "test")}
-    # A degenerate task output (constant, NaN, AUC exactly 0.5) marks the run: ablation tables
-    # count such runs and leave them out of every mean.
-    final_flags = {split: flags[split] for split in final if flags.get(split)}
     if jax.process_index() == 0:
-        for split, r in final.items():
-            logging.info("final %s: %s", split, _brief(r, schema))
-        for split, bad in final_flags.items():
-            for task, reasons in bad.items():
-                logging.warning(
-                    "FLAGGED %s: task %r is degenerate: %s", split, task, "; ".join(reasons)
-                )
-        write_atomic(final_path, json.dumps(jsonable(dict(final, flags=final_flags)), indent=2))
+        _write_final(final_path, final, flags, schema)
     writer.close()
     return final
+
+
+def _write_run_files(workdir: str, config, schema, preprocessing) -> None:
+    """What a run's directory says about it besides checkpoints and metrics: its config, its
+    schema and, for raw data, how raw rows became columns (``predict`` reads it). A
+    ``final_metrics.json`` from a shorter run that this one extends is removed."""
+    write_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+    write_atomic(os.path.join(workdir, "schema.json"), schema.to_json())
+    final_path = os.path.join(workdir, "final_metrics.json")
+    if os.path.exists(final_path):
+        os.remove(final_path)
+    if preprocessing is not None:
+        write_atomic(os.path.join(workdir, "preprocessing.json"), preprocessing.to_json())
+
+
+def _write_final(path: str, final: dict, flags: dict, schema) -> None:
+    """Logs the final metrics and writes ``final_metrics.json`` with the flags of the splits
+    that have degenerate tasks (constant, NaN, AUC exactly 0.5): ablation tables count such
+    runs and leave them out of every mean."""
+    final_flags = {split: flags[split] for split in final if flags.get(split)}
+    for split, r in final.items():
+        logging.info("final %s: %s", split, _brief(r, schema))
+    for split, bad in final_flags.items():
+        for task, reasons in bad.items():
+            logging.warning(
+                "FLAGGED %s: task %r is degenerate: %s", split, task, "; ".join(reasons)
+            )
+    write_atomic(path, json.dumps(jsonable(dict(final, flags=final_flags)), indent=2))
 
 
 def _read_final(path: str) -> dict | None:
