@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from configs import common
-from mtl_jax import cli, config_check, loop
+from mtl_jax import cli, loop
 from mtl_jax.data.errors import DataError
+from mtl_jax.models import options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,7 +78,7 @@ def _is_user_error_in_package_code(source: str) -> bool:
 
 def test_user_errors_and_bugs_are_told_apart():
     with pytest.raises(ValueError) as e:
-        config_check._positive_int(0, "config.batch_size")
+        options.positive_int(0, "config.batch_size")
     assert cli.is_user_error(e.value)  # an input check: raised by our code, by a raise statement
     assert _is_user_error_in_package_code("raise ValueError('config.x must be 1')")
     assert not _is_user_error_in_package_code("a, b = (1, 2, 3)")  # a bug in our code
@@ -96,7 +97,7 @@ def test_run_reports_user_errors_and_lets_bugs_through(capsys, monkeypatch):
 
     def main(argv):
         if "user" in argv:
-            config_check._positive_int(-1, "config.num_steps")
+            options.positive_int(-1, "config.num_steps")
         if argv == ["exit"]:
             raise SystemExit("--configs: no config file configs/nope.py")
         if argv == ["bug"]:
@@ -113,7 +114,7 @@ def test_run_reports_user_errors_and_lets_bugs_through(capsys, monkeypatch):
     capsys.readouterr()
     assert cli.run(main, ["user", "--traceback"]) == 2
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and "_positive_int" in err
+    assert "Traceback (most recent call last)" in err and "positive_int" in err
     assert err.rstrip().splitlines()[-1].startswith("error: config.num_steps")
     monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
     assert cli.run(main, ["user"]) == 2
