@@ -55,6 +55,19 @@ def on_host(row_ids: dict[str, np.ndarray], num_rows: dict[str, int]) -> dict[st
     return out
 
 
+def host_row_ids(layer, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``InputLayer.row_ids`` with numpy, from the layer's static gather plan (``models/`` uses
+    jax only, so its twin for the input pipeline lives here; tests check they agree)."""
+    cat = batch["cat"]
+    out = {}
+    for key, idx, offs in layer.plan:
+        ids = cat[:, list(idx)] + np.asarray(offs, dtype=cat.dtype)  # [B, Fk]
+        if layer.use_sequence and key == layer.seq_key:
+            ids = np.concatenate([ids, batch["seq_item"] + layer.seq_offset], axis=1)
+        out[key] = ids
+    return out
+
+
 def from_batch(batch: dict) -> tuple[dict, dict, dict] | None:
     """(unique, slot, the batch without them) when ``host_transform`` filled them, else None."""
     if not any(k.startswith(UNIQUE) for k in batch):
@@ -81,6 +94,6 @@ def host_transform(graphdef, params, model_state, *, sparse: bool) -> Callable |
     num_rows = {k: int(t.shape[0]) for k, t in layer.tables.items()}
 
     def add_touched_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(batch, **on_host(layer.row_ids(batch), num_rows))
+        return dict(batch, **on_host(host_row_ids(layer, batch), num_rows))
 
     return add_touched_rows

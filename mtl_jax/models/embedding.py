@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 if TYPE_CHECKING:  # models/ depends on jax and flax only; the schema is duck-typed here.
@@ -109,23 +108,22 @@ class InputLayer(nnx.Module):
         return sum(self.field_dims) + self.schema.num_dense
 
     def row_ids(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        """Fused-table key → the global row ids this batch reads, [B, Fk (+ L)] (numpy arrays
-        for a numpy batch, jax arrays otherwise).
+        """Fused-table key → the global row ids this batch reads, [B, Fk (+ L)].
 
         Fields come first, in schema order; the behaviour sequence (when used) is appended to its
-        table's ids. The train step uses this to update only the rows a batch touches.
+        table's ids. The train step uses this to update only the rows a batch touches
+        (``touched_rows.host_row_ids`` is its numpy twin for the input pipeline).
         """
         cat = batch["cat"]  # [B, F]
-        xp = np if isinstance(cat, np.ndarray) else jnp  # numpy: touched_rows.host_transform
         out = {}
         for key, idx, offs in self.plan:
             if idx == tuple(range(idx[0], idx[0] + len(idx))):  # contiguous: a slice, no gather
                 ids = cat[:, idx[0] : idx[0] + len(idx)]
             else:
-                ids = cat[:, xp.asarray(idx)]
-            ids = ids + xp.asarray(offs, dtype=cat.dtype)  # [B, Fk]
+                ids = cat[:, jnp.asarray(idx)]
+            ids = ids + jnp.asarray(offs, dtype=cat.dtype)  # [B, Fk]
             if self.use_sequence and key == self.seq_key:
-                ids = xp.concatenate([ids, batch["seq_item"] + self.seq_offset], axis=1)
+                ids = jnp.concatenate([ids, batch["seq_item"] + self.seq_offset], axis=1)
             out[key] = ids
         return out
 
